@@ -1,0 +1,295 @@
+//! Compiling the policies that apply to one subject into a [`RuleSet`].
+//!
+//! A rule set is immutable: a policy change builds a new one off to the side and the caller
+//! swaps it in whole, so a decision never sees half a change.
+
+use crate::index::{KeyedIndex, PathIndex};
+use crate::model::{
+    Action, CapabilityRule, DeviceRule, DnsRule, NetKey, PathFamily, PathRule, PathTarget, Policy,
+    ProtocolRule, SyscallRule,
+};
+use crate::subject::{SelectorMode, Subject};
+
+/// Default posture of one family: what happens to an operation no rule matched, once the
+/// family is in allow-list mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Posture {
+    #[default]
+    Audit,
+    Block,
+}
+
+impl Posture {
+    /// `block` in any case is Block; anything else is Audit (as KubeArmor's config reload).
+    pub fn parse_lenient(s: &str) -> Self {
+        if s.trim().eq_ignore_ascii_case("block") {
+            Posture::Block
+        } else {
+            Posture::Audit
+        }
+    }
+
+    /// Strict form for configuration validation.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "audit" => Some(Posture::Audit),
+            "block" => Some(Posture::Block),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Posture::Audit => "audit",
+            Posture::Block => "block",
+        }
+    }
+}
+
+/// The postures that apply to one subject (the caller passes the host postures for the host).
+/// Process rules use the file posture, DNS rules the network posture, as upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Postures {
+    pub file: Posture,
+    pub network: Posture,
+    pub capabilities: Posture,
+    pub device: Posture,
+}
+
+/// Resolves symlinks in rule paths within the subject's filesystem view, so a rule on
+/// `/bin/ls` also governs `/usr/bin/ls` when `/bin` links there. Planes report resolved paths.
+pub trait PathResolver {
+    /// The resolved form of `path` if it differs from `path`.
+    fn resolve(&self, path: &str) -> Option<String>;
+}
+
+/// A resolver that resolves nothing.
+pub struct NoResolve;
+
+impl PathResolver for NoResolve {
+    fn resolve(&self, _path: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Enforced (Allow/Block) and audited rules of one family, indexed alike.
+#[derive(Debug, Default)]
+pub(crate) struct Table<I> {
+    pub(crate) enforce: I,
+    pub(crate) audit: I,
+    /// Any Allow rule puts the whole family in allow-list mode.
+    pub(crate) allow_list: bool,
+}
+
+/// Everything needed to decide for one subject.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub(crate) path_rules: Vec<PathRule>,
+    pub(crate) process: Table<PathIndex>,
+    pub(crate) file: Table<PathIndex>,
+    pub(crate) protocol_rules: Vec<ProtocolRule>,
+    pub(crate) network: Table<KeyedIndex<NetKey>>,
+    pub(crate) dns_rules: Vec<DnsRule>,
+    pub(crate) dns: Table<KeyedIndex<Box<str>>>,
+    pub(crate) capability_rules: Vec<CapabilityRule>,
+    pub(crate) capabilities: Table<KeyedIndex<u8>>,
+    pub(crate) syscalls: Vec<SyscallRule>,
+    /// Sorted most specific first, Block before Audit before Allow on ties.
+    pub(crate) devices: Vec<DeviceRule>,
+    pub(crate) postures: Postures,
+    pub(crate) host: bool,
+}
+
+impl RuleSet {
+    /// Compiles the policies among `policies` that select `subject`.
+    pub fn for_subject<'a>(
+        policies: impl IntoIterator<Item = &'a Policy>,
+        subject: &Subject,
+        mode: SelectorMode,
+        postures: Postures,
+        resolver: &dyn PathResolver,
+    ) -> Self {
+        let selected = policies.into_iter().filter(|p| p.selects(subject, mode));
+        let mut set = Self::compile(selected, postures, resolver);
+        set.host = subject.is_host();
+        set
+    }
+
+    /// Compiles `policies` as they are (no selector check).
+    pub fn compile<'a>(
+        policies: impl IntoIterator<Item = &'a Policy>,
+        postures: Postures,
+        resolver: &dyn PathResolver,
+    ) -> Self {
+        let mut set = RuleSet {
+            postures,
+            ..Default::default()
+        };
+        for p in policies {
+            set.host |= p.kind == crate::model::PolicyKind::Host;
+            for r in &p.rules.paths {
+                set.add_path_rule(r.clone(), resolver);
+            }
+            for r in &p.rules.protocols {
+                let id = next_id(&set.protocol_rules);
+                let t = table(&mut set.network, r.meta.action);
+                t.insert(r.key, r.source.as_deref(), id);
+                set.protocol_rules.push(r.clone());
+            }
+            for r in &p.rules.dns {
+                let id = next_id(&set.dns_rules);
+                let t = table(&mut set.dns, r.meta.action);
+                t.insert(r.domain.as_str().into(), r.source.as_deref(), id);
+                set.dns_rules.push(r.clone());
+            }
+            for r in &p.rules.capabilities {
+                let id = next_id(&set.capability_rules);
+                let t = table(&mut set.capabilities, r.meta.action);
+                t.insert(r.capability, r.source.as_deref(), id);
+                set.capability_rules.push(r.clone());
+            }
+            set.syscalls.extend(p.rules.syscalls.iter().cloned());
+            set.devices.extend(p.rules.devices.iter().cloned());
+        }
+        set.network.allow_list = set.protocol_rules.iter().any(is_allow);
+        set.dns.allow_list = set.dns_rules.iter().any(is_allow);
+        set.capabilities.allow_list = set.capability_rules.iter().any(is_allow);
+        set.devices.sort_by(|a, b| {
+            b.specificity()
+                .cmp(&a.specificity())
+                .then_with(|| priority(b.meta.action).cmp(&priority(a.meta.action)))
+        });
+        set
+    }
+
+    fn add_path_rule(&mut self, rule: PathRule, resolver: &dyn PathResolver) {
+        let id = next_id(&self.path_rules);
+        let alias = match &rule.target {
+            PathTarget::Path(p) => resolver.resolve(p),
+            PathTarget::Dir { dir, .. } if !dir.is_empty() => resolver.resolve(dir),
+            _ => None,
+        };
+        let source_alias = rule.source.as_deref().and_then(|s| resolver.resolve(s));
+        let t = match rule.family {
+            PathFamily::Process => &mut self.process,
+            PathFamily::File => &mut self.file,
+        };
+        t.allow_list |= rule.meta.action == Action::Allow;
+        let index = if rule.meta.action == Action::Audit {
+            &mut t.audit
+        } else {
+            &mut t.enforce
+        };
+        for source in
+            std::iter::once(rule.source.as_deref()).chain(source_alias.as_deref().map(Some))
+        {
+            index.insert(&rule.target, alias.as_deref(), source, id);
+        }
+        self.path_rules.push(rule);
+    }
+
+    /// Number of compiled rules of every family.
+    pub fn len(&self) -> usize {
+        self.path_rules.len()
+            + self.protocol_rules.len()
+            + self.dns_rules.len()
+            + self.capability_rules.len()
+            + self.syscalls.len()
+            + self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn postures(&self) -> Postures {
+        self.postures
+    }
+
+    /// Whether any rule of `family` exists (planes use this to decide what to watch).
+    pub fn has_rules(&self, family: Family) -> bool {
+        match family {
+            Family::Process => self
+                .path_rules
+                .iter()
+                .any(|r| r.family == PathFamily::Process),
+            Family::File => self.path_rules.iter().any(|r| r.family == PathFamily::File),
+            Family::Network => !self.protocol_rules.is_empty() || !self.dns_rules.is_empty(),
+            Family::Capabilities => !self.capability_rules.is_empty(),
+            Family::Syscall => !self.syscalls.is_empty(),
+            Family::Device => !self.devices.is_empty(),
+        }
+    }
+
+    /// Whether `family` is in allow-list mode.
+    pub fn allow_list(&self, family: Family) -> bool {
+        match family {
+            Family::Process => self.process.allow_list,
+            Family::File => self.file.allow_list,
+            Family::Network => self.network.allow_list || self.dns.allow_list,
+            Family::Capabilities => self.capabilities.allow_list,
+            Family::Syscall => false,
+            Family::Device => self.devices.iter().any(|d| d.meta.action == Action::Allow),
+        }
+    }
+
+    /// The process and file rules, in compile order (for planes that mirror them elsewhere).
+    pub fn path_rules(&self) -> &[PathRule] {
+        &self.path_rules
+    }
+}
+
+/// Operation families, as in alerts' `Operation` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Process,
+    File,
+    Network,
+    Capabilities,
+    Syscall,
+    Device,
+}
+
+fn next_id<T>(v: &[T]) -> u32 {
+    // Bounded by MAX_RULES_PER_POLICY times the number of policies; u32 is ample.
+    u32::try_from(v.len()).unwrap_or(u32::MAX)
+}
+
+fn table<I>(t: &mut Table<I>, action: Action) -> &mut I {
+    if action == Action::Audit {
+        &mut t.audit
+    } else {
+        &mut t.enforce
+    }
+}
+
+trait HasAction {
+    fn action(&self) -> Action;
+}
+impl HasAction for ProtocolRule {
+    fn action(&self) -> Action {
+        self.meta.action
+    }
+}
+impl HasAction for DnsRule {
+    fn action(&self) -> Action {
+        self.meta.action
+    }
+}
+impl HasAction for CapabilityRule {
+    fn action(&self) -> Action {
+        self.meta.action
+    }
+}
+fn is_allow(r: &impl HasAction) -> bool {
+    r.action() == Action::Allow
+}
+
+/// Tie-break between rules of equal specificity: Block over Audit over Allow.
+pub(crate) fn priority(a: Action) -> u8 {
+    match a {
+        Action::Block => 3,
+        Action::Audit => 2,
+        Action::Allow => 1,
+    }
+}

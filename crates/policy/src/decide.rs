@@ -1,0 +1,523 @@
+//! The decision function: one question, asked by every plane, answered the same way.
+//!
+//! For each operation the enforced rules (Allow/Block) are looked up from most to least
+//! specific and the first group that matches decides (`spec/kubearmor-policy.md` §3.3-3.5); a
+//! Block inside a group beats an Allow. Audit rules are looked up alike but only shape the
+//! report. Unmatched operations fall to the family's default posture once the family has an
+//! Allow rule (allow-list mode).
+
+use crate::compile::{Posture, RuleSet, Table};
+use crate::index::{KeyedIndex, PathIndex};
+use crate::model::{Action, NetKey, PathRule, PathTarget, RuleMeta, SyscallPath, SyscallSource};
+use crate::names::{family, ipproto, sock};
+
+/// Whether the operation may proceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// Who an alert is attributed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched<'a> {
+    Policy(&'a RuleMeta),
+    /// `PolicyName: DefaultPosture`, no severity, tags or message.
+    DefaultPosture,
+}
+
+/// What the event pipeline should emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report<'a> {
+    /// Nothing: an operation an Allow rule permits (KubeArmor drops these).
+    Silent,
+    /// A plain container or host log, subject to visibility settings.
+    Log,
+    /// An alert with this `Action`.
+    Alert {
+        action: Action,
+        matched: Matched<'a>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'a> {
+    pub verdict: Verdict,
+    pub report: Report<'a>,
+}
+
+impl<'a> Decision<'a> {
+    const LOG: Decision<'static> = Decision {
+        verdict: Verdict::Allow,
+        report: Report::Log,
+    };
+
+    fn alert(verdict: Verdict, action: Action, matched: Matched<'a>) -> Self {
+        Self {
+            verdict,
+            report: Report::Alert { action, matched },
+        }
+    }
+
+    pub fn is_denied(&self) -> bool {
+        self.verdict == Verdict::Deny
+    }
+}
+
+/// How a file is being accessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Any open that may write (write-only, read-write, append, truncate, create).
+    Write,
+}
+
+/// An exec or an open, as a plane sees it. Paths are absolute and symlink-resolved, in the
+/// subject's own view.
+#[derive(Debug, Clone, Copy)]
+pub struct PathRequest<'a> {
+    pub path: &'a str,
+    /// For opens; ignored for execs.
+    pub access: Access,
+    /// Executable of the acting process (for exec: of the parent), if known.
+    pub source: Option<&'a str>,
+    /// Acting process's uid.
+    pub uid: u32,
+    /// Owner uid of the file, if known; `ownerOnly` rules treat unknown as not the owner.
+    pub owner: Option<u32>,
+    /// Whether the acting process has a controlling terminal.
+    pub tty: bool,
+    /// argv of the exec, when known (`allowedArgs`).
+    pub args: Option<&'a [String]>,
+}
+
+impl<'a> PathRequest<'a> {
+    pub fn new(path: &'a str) -> Self {
+        Self {
+            path,
+            access: Access::Read,
+            source: None,
+            uid: 0,
+            owner: None,
+            tty: false,
+            args: None,
+        }
+    }
+
+    fn is_owner(&self) -> bool {
+        self.owner == Some(self.uid)
+    }
+}
+
+/// A `socket()` (or connect/accept on a socket) as a plane sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketRequest<'a> {
+    pub family: i32,
+    pub sock_type: i32,
+    pub protocol: i32,
+    pub source: Option<&'a str>,
+    pub tty: bool,
+}
+
+/// The outcome of one enforced rule for one request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pass,
+    Deny,
+}
+
+impl RuleSet {
+    /// Decides an exec of `req.path` (process rules).
+    pub fn decide_exec(&self, req: &PathRequest<'_>) -> Decision<'_> {
+        self.decide_path(&self.process, req, true)
+    }
+
+    /// Decides an open of `req.path` (file rules).
+    pub fn decide_open(&self, req: &PathRequest<'_>) -> Decision<'_> {
+        self.decide_path(&self.file, req, false)
+    }
+
+    fn decide_path(
+        &self,
+        table: &Table<PathIndex>,
+        req: &PathRequest<'_>,
+        exec: bool,
+    ) -> Decision<'_> {
+        let rules = &self.path_rules;
+        let glob = |id: u32, path: &str| match &rules[id as usize].target {
+            PathTarget::Pattern(g) => g.is_match(path),
+            _ => false,
+        };
+
+        let mut enforced: Option<(Outcome, &PathRule)> = None;
+        table
+            .enforce
+            .walk(req.path, req.source, &glob, &mut |a, b| {
+                enforced = combine(a.iter().chain(b).map(|id| {
+                    let r = &rules[*id as usize];
+                    (enforce_path_rule(r, req, exec), r)
+                }));
+                enforced.is_some()
+            });
+
+        let mut audited: Option<&PathRule> = None;
+        table.audit.walk(req.path, req.source, &glob, &mut |a, b| {
+            audited = a
+                .iter()
+                .chain(b)
+                .map(|id| &rules[*id as usize])
+                .find(|r| audit_path_rule(r, req, exec));
+            audited.is_some()
+        });
+
+        let posture = self.postures.file;
+        resolve(
+            enforced.map(|(o, r)| (o, &*r.meta)),
+            audited.map(|r| &*r.meta),
+            table.allow_list,
+            posture,
+        )
+    }
+
+    /// Decides a socket operation (protocol rules). Only network families (IPv4, IPv6,
+    /// packet) are subject to protocol rules; Unix and netlink sockets are not.
+    pub fn decide_socket(&self, req: &SocketRequest<'_>) -> Decision<'_> {
+        let Some(keys) = socket_keys(req.family, req.sock_type, req.protocol) else {
+            return Decision::LOG;
+        };
+        let rules = &self.protocol_rules;
+        let lookup = |index: &KeyedIndex<NetKey>, pick: &mut dyn FnMut(&[u32]) -> bool| {
+            let sources = req.source.into_iter().map(Some).chain([None]);
+            for source in sources {
+                for key in keys.iter().flatten() {
+                    if pick(index.get(key, source)) {
+                        return;
+                    }
+                }
+            }
+        };
+        let mut enforced = None;
+        lookup(&self.network.enforce, &mut |ids| {
+            enforced = combine(ids.iter().map(|id| {
+                let r = &rules[*id as usize];
+                let fires = !r.tty_only || req.tty;
+                let deny = match r.meta.action {
+                    Action::Block => fires,
+                    // An Allow with pts: false denies from a terminal.
+                    _ => r.tty_only && req.tty,
+                };
+                (if deny { Outcome::Deny } else { Outcome::Pass }, &*r.meta)
+            }));
+            enforced.is_some()
+        });
+        let mut audited = None;
+        lookup(&self.network.audit, &mut |ids| {
+            audited = ids
+                .iter()
+                .map(|id| &rules[*id as usize])
+                .find(|r| !r.tty_only || req.tty)
+                .map(|r| &*r.meta);
+            audited.is_some()
+        });
+        resolve(
+            enforced,
+            audited,
+            self.network.allow_list,
+            self.postures.network,
+        )
+    }
+
+    /// Decides a DNS query for `domain` (matchDNSQueries); a rule for `example.com` also
+    /// covers its subdomains.
+    pub fn decide_dns(&self, domain: &str, source: Option<&str>) -> Decision<'_> {
+        let domain = domain.trim_matches('.').to_ascii_lowercase();
+        let suffixes: Vec<&str> = std::iter::once(domain.as_str())
+            .chain(domain.match_indices('.').map(|(i, _)| &domain[i + 1..]))
+            .collect();
+        let rules = &self.dns_rules;
+        let find = |index: &KeyedIndex<Box<str>>| {
+            for s in source.into_iter().map(Some).chain([None]) {
+                for suffix in &suffixes {
+                    if let Some(id) = index.get(*suffix, s).first() {
+                        return Some(&rules[*id as usize]);
+                    }
+                }
+            }
+            None
+        };
+        let enforced = find(&self.dns.enforce).map(|first| {
+            // All rules at the first matching key: Block wins.
+            let deny = self.dns_rules.iter().any(|r| {
+                r.domain == first.domain
+                    && r.source == first.source
+                    && r.meta.action == Action::Block
+            });
+            (
+                if deny { Outcome::Deny } else { Outcome::Pass },
+                &*first.meta,
+            )
+        });
+        let audited = find(&self.dns.audit).map(|r| &*r.meta);
+        resolve(
+            enforced,
+            audited,
+            self.dns.allow_list,
+            self.postures.network,
+        )
+    }
+
+    /// Decides the use of capability number `cap`.
+    pub fn decide_capability(&self, cap: u8, source: Option<&str>) -> Decision<'_> {
+        let rules = &self.capability_rules;
+        let mut enforced = None;
+        for s in source.into_iter().map(Some).chain([None]) {
+            enforced = combine(self.capabilities.enforce.get(&cap, s).iter().map(|id| {
+                let r = &rules[*id as usize];
+                let o = if r.meta.action == Action::Block {
+                    Outcome::Deny
+                } else {
+                    Outcome::Pass
+                };
+                (o, &*r.meta)
+            }));
+            if enforced.is_some() {
+                break;
+            }
+        }
+        let audited = source
+            .into_iter()
+            .map(Some)
+            .chain([None])
+            .find_map(|s| self.capabilities.audit.get(&cap, s).first())
+            .map(|id| &*rules[*id as usize].meta);
+        resolve(
+            enforced,
+            audited,
+            self.capabilities.allow_list,
+            self.postures.capabilities,
+        )
+    }
+
+    /// Syscall rules only audit: the first rule that matches `syscall` (name without `SYS_`),
+    /// the path it acted on and the acting executable.
+    pub fn decide_syscall(
+        &self,
+        syscall: &str,
+        path: Option<&str>,
+        source: Option<&str>,
+    ) -> Decision<'_> {
+        let hit = self.syscalls.iter().find(|r| {
+            r.syscalls.iter().any(|s| s == syscall)
+                && match (&r.path, path) {
+                    (None, _) => true,
+                    (Some(p), Some(path)) => syscall_path_matches(p, path),
+                    (Some(_), None) => false,
+                }
+                && (r.sources.is_empty()
+                    || source.is_some_and(|src| {
+                        r.sources.iter().any(|s| syscall_source_matches(s, src))
+                    }))
+        });
+        match hit {
+            Some(r) => Decision::alert(Verdict::Allow, Action::Audit, Matched::Policy(&r.meta)),
+            None => Decision::LOG,
+        }
+    }
+
+    /// Decides a USB device or interface. `level` is the number of ports from the root hub.
+    pub fn decide_device(&self, class: u8, sub_class: u8, protocol: u8, level: u8) -> Decision<'_> {
+        let hit = self.devices.iter().find(|r| {
+            r.class.is_none_or(|c| c == class)
+                && r.sub_class.is_none_or(|c| c == sub_class)
+                && r.protocol.is_none_or(|c| c == protocol)
+                && r.level.is_none_or(|c| c == level)
+        });
+        match hit {
+            Some(r) => match r.meta.action {
+                Action::Block => {
+                    Decision::alert(Verdict::Deny, Action::Block, Matched::Policy(&r.meta))
+                }
+                Action::Audit => {
+                    Decision::alert(Verdict::Allow, Action::Audit, Matched::Policy(&r.meta))
+                }
+                Action::Allow => Decision {
+                    verdict: Verdict::Allow,
+                    report: Report::Silent,
+                },
+            },
+            None if self.devices.iter().any(|r| r.meta.action == Action::Allow) => {
+                match self.postures.device {
+                    Posture::Block => {
+                        Decision::alert(Verdict::Deny, Action::Block, Matched::DefaultPosture)
+                    }
+                    Posture::Audit => {
+                        Decision::alert(Verdict::Allow, Action::Audit, Matched::DefaultPosture)
+                    }
+                }
+            }
+            None => Decision::LOG,
+        }
+    }
+
+    /// Whether this rule set was compiled for the host (alerts are `MatchedHostPolicy`).
+    pub fn is_host(&self) -> bool {
+        self.host
+    }
+}
+
+/// Folds the enforced rules of one group: a Deny wins; the group matched if it is non-empty.
+fn combine<'a, R: Copy>(mut outcomes: impl Iterator<Item = (Outcome, R)>) -> Option<(Outcome, R)> {
+    let first = outcomes.next()?;
+    if first.0 == Outcome::Deny {
+        return Some(first);
+    }
+    Some(outcomes.find(|o| o.0 == Outcome::Deny).unwrap_or(first))
+}
+
+/// Turns the enforced match, the audit match and the posture into a decision.
+fn resolve<'a>(
+    enforced: Option<(Outcome, &'a RuleMeta)>,
+    audited: Option<&'a RuleMeta>,
+    allow_list: bool,
+    posture: Posture,
+) -> Decision<'a> {
+    let audit_or = |fallback: Report<'a>| Decision {
+        verdict: Verdict::Allow,
+        report: audited.map_or(fallback, |m| Report::Alert {
+            action: Action::Audit,
+            matched: Matched::Policy(m),
+        }),
+    };
+    match enforced {
+        Some((Outcome::Deny, meta)) => {
+            // A denial by an Allow rule (ownerOnly, readOnly, pts) is reported as the posture.
+            let matched = if meta.action == Action::Block {
+                Matched::Policy(meta)
+            } else {
+                Matched::DefaultPosture
+            };
+            Decision::alert(Verdict::Deny, Action::Block, matched)
+        }
+        Some((Outcome::Pass, meta)) if meta.action == Action::Allow => audit_or(Report::Silent),
+        Some((Outcome::Pass, _)) => audit_or(Report::Log),
+        None if allow_list && posture == Posture::Block => {
+            Decision::alert(Verdict::Deny, Action::Block, Matched::DefaultPosture)
+        }
+        None if allow_list => audit_or(Report::Alert {
+            action: Action::Audit,
+            matched: Matched::DefaultPosture,
+        }),
+        None => audit_or(Report::Log),
+    }
+}
+
+/// What an Allow or Block rule does to this request once its path matched.
+fn enforce_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> Outcome {
+    let write = !exec && req.access == Access::Write;
+    let args_ok = || {
+        r.allowed_args
+            .as_ref()
+            .map(|allowed| args_match(allowed, req.args))
+    };
+    let deny_if = |b: bool| if b { Outcome::Deny } else { Outcome::Pass };
+    match r.meta.action {
+        Action::Block => {
+            if r.tty_only && !req.tty {
+                return Outcome::Pass;
+            }
+            if r.owner_only && !req.is_owner() {
+                return Outcome::Deny;
+            }
+            if let Some(ok) = args_ok() {
+                return deny_if(!ok);
+            }
+            if r.owner_only || r.read_only {
+                // Owner of an ownerOnly rule passes; readOnly lets reads through.
+                return deny_if(r.read_only && write);
+            }
+            Outcome::Deny
+        }
+        _ => deny_if(
+            (r.tty_only && req.tty) || (r.owner_only && !req.is_owner()) || (r.read_only && write),
+        ),
+    }
+}
+
+/// Whether an Audit rule whose path matched reports this request (KubeArmor's feeder test:
+/// readOnly reports only writes, ownerOnly only non-owners, pts: false only terminals).
+fn audit_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> bool {
+    let write = !exec && req.access == Access::Write;
+    (!r.tty_only || req.tty) && (!r.read_only || write) && (!r.owner_only || !req.is_owner())
+}
+
+/// `allowedArgs`: every argument after argv[0] must be in the allowed set (order does not
+/// matter); with no arguments, argv[0] itself must be. Unknown argv never matches.
+fn args_match(allowed: &[String], args: Option<&[String]>) -> bool {
+    let Some(args) = args else {
+        return false;
+    };
+    match args {
+        [] => false,
+        [only] => allowed.contains(only),
+        [_, rest @ ..] => rest.len() <= 20 && rest.iter().all(|a| allowed.contains(a)),
+    }
+}
+
+/// The lookup keys of a socket: its type key and its protocol key, in that order.
+fn socket_keys(fam: i32, ty: i32, proto: i32) -> Option<[Option<NetKey>; 2]> {
+    let ty = ty & 0xf; // strip SOCK_NONBLOCK / SOCK_CLOEXEC
+    let ip = fam == family::INET || fam == family::INET6;
+    if !ip && fam != family::PACKET {
+        return None;
+    }
+    let type_key = sock::type_name(ty).map(|_| NetKey::Type(ty as u8));
+    let protocol = if !ip {
+        None
+    } else if ty == sock::STREAM && (proto == 0 || proto == ipproto::TCP) {
+        Some(ipproto::TCP)
+    } else if ty == sock::DGRAM && (proto == 0 || proto == ipproto::UDP) {
+        Some(ipproto::UDP)
+    } else if (ty == sock::DGRAM || ty == sock::RAW)
+        && (proto == ipproto::ICMP || proto == ipproto::ICMPV6)
+    {
+        Some(proto)
+    } else if (ty == sock::STREAM || ty == sock::SEQPACKET) && proto == ipproto::SCTP {
+        Some(ipproto::SCTP)
+    } else {
+        None
+    };
+    Some([type_key, protocol.map(|p| NetKey::Protocol(p as u8))])
+}
+
+fn syscall_path_matches(rule: &SyscallPath, path: &str) -> bool {
+    match rule {
+        SyscallPath::File(p) => p == path,
+        SyscallPath::Dir { dir, recursive } => {
+            if path == dir {
+                return true;
+            }
+            match path
+                .strip_prefix(dir.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some(rest) => *recursive || !rest.contains('/'),
+                None => false,
+            }
+        }
+    }
+}
+
+fn syscall_source_matches(rule: &SyscallSource, source: &str) -> bool {
+    match rule {
+        SyscallSource::Path(p) => p == source,
+        SyscallSource::Dir { dir, recursive } => {
+            match source
+                .strip_prefix(dir.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some(rest) => *recursive || !rest.contains('/'),
+                None => false,
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Lookup structures behind the decision function: hash maps keyed by path, directory, name,
+//! so a decision costs a handful of lookups whatever the number of rules.
+
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap;
+
+use crate::model::PathTarget;
+
+/// Rules stored at one key: those for every source, and those scoped by `fromSource`.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    global: Vec<u32>,
+    by_source: FxHashMap<Box<str>, Vec<u32>>,
+}
+
+impl Slot {
+    fn push(&mut self, source: Option<&str>, id: u32) {
+        match source {
+            None => self.global.push(id),
+            Some(s) => self.by_source.entry(s.into()).or_default().push(id),
+        }
+    }
+
+    /// Rules for exactly this source (`Some`), or the global ones (`None`).
+    pub(crate) fn get(&self, source: Option<&str>) -> &[u32] {
+        match source {
+            None => &self.global,
+            Some(s) => self.by_source.get(s).map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
+/// A directory in the walk. Nodes without rules are hints: they exist so that the walk from
+/// `/` downwards can stop at the first directory that has nothing at or below it.
+#[derive(Debug, Default)]
+struct DirNode {
+    direct: Slot,
+    recursive: Slot,
+    /// Patterns whose literal part ends in this directory (patterns carry no fromSource).
+    patterns: Vec<u32>,
+}
+
+/// How a directory on the walk relates to the path being decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// The path itself is this directory (a directory rule also governs the directory).
+    Itself,
+    /// The path is directly inside this directory.
+    Parent,
+    /// The path is deeper below this directory.
+    Ancestor,
+}
+
+/// Process or file rules of one kind (enforced or audited), indexed for lookup.
+#[derive(Debug, Default)]
+pub(crate) struct PathIndex {
+    exact: FxHashMap<Box<str>, Slot>,
+    execname: FxHashMap<Box<str>, Slot>,
+    dirs: FxHashMap<Box<str>, DirNode>,
+}
+
+/// A glob test for a pattern rule id.
+pub(crate) type PatternTest<'a> = &'a dyn Fn(u32, &str) -> bool;
+
+impl PathIndex {
+    /// Adds rule `id` under `target` (and under `alias`, the target's symlink-resolved form).
+    pub(crate) fn insert(
+        &mut self,
+        target: &PathTarget,
+        alias: Option<&str>,
+        source: Option<&str>,
+        id: u32,
+    ) {
+        match target {
+            PathTarget::Path(p) => {
+                self.exact
+                    .entry(p.as_str().into())
+                    .or_default()
+                    .push(source, id);
+                if let Some(a) = alias {
+                    self.exact.entry(a.into()).or_default().push(source, id);
+                }
+            }
+            PathTarget::ExecName(n) => self
+                .execname
+                .entry(n.as_str().into())
+                .or_default()
+                .push(source, id),
+            PathTarget::Dir { dir, recursive } => {
+                for d in std::iter::once(dir.as_str()).chain(alias) {
+                    let node = self.dir_node(d);
+                    if *recursive {
+                        node.recursive.push(source, id);
+                    } else {
+                        node.direct.push(source, id);
+                    }
+                }
+            }
+            PathTarget::Pattern(g) => self.dir_node(&g.literal_dir()).patterns.push(id),
+        }
+    }
+
+    /// The node for `dir` (no trailing `/`; the root is ``), creating hint nodes above it.
+    fn dir_node(&mut self, dir: &str) -> &mut DirNode {
+        for (i, _) in dir.match_indices('/') {
+            self.dirs.entry(dir[..i].into()).or_default();
+        }
+        self.dirs.entry(dir.into()).or_default()
+    }
+
+    /// Visits candidate rule groups for `path` from most to least specific, until `visit`
+    /// returns true:
+    /// exact path with source, execname with source, directories with source (deepest first),
+    /// exact path, execname, patterns (deepest first), directories (deepest first).
+    /// `visit` gets one or two groups that rank equally (a directory's direct and recursive
+    /// rules).
+    pub(crate) fn walk(
+        &self,
+        path: &str,
+        source: Option<&str>,
+        pattern_test: PatternTest<'_>,
+        visit: &mut dyn FnMut(&[u32], &[u32]) -> bool,
+    ) -> bool {
+        let exact = self.exact.get(path);
+        let base = path.rsplit('/').next().unwrap_or(path);
+        let exec = self.execname.get(base);
+        let nodes = self.dir_walk(path);
+
+        if let Some(src) = source {
+            if exact.is_some_and(|s| visit(s.get(Some(src)), &[])) {
+                return true;
+            }
+            if exec.is_some_and(|s| visit(s.get(Some(src)), &[])) {
+                return true;
+            }
+            for (node, rel) in nodes.iter().rev() {
+                if visit_dir(node, *rel, Some(src), visit) {
+                    return true;
+                }
+            }
+        }
+        if exact.is_some_and(|s| visit(s.get(None), &[])) {
+            return true;
+        }
+        if exec.is_some_and(|s| visit(s.get(None), &[])) {
+            return true;
+        }
+        let mut matched = Vec::new();
+        for (node, _) in nodes.iter().rev() {
+            if node.patterns.is_empty() {
+                continue;
+            }
+            matched.clear();
+            matched.extend(
+                node.patterns
+                    .iter()
+                    .copied()
+                    .filter(|id| pattern_test(*id, path)),
+            );
+            if !matched.is_empty() && visit(&matched, &[]) {
+                return true;
+            }
+        }
+        for (node, rel) in nodes.iter().rev() {
+            if visit_dir(node, *rel, None, visit) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The directory nodes on the way from `/` to `path`, shallowest first; stops at the first
+    /// directory without a node (nothing can match below it).
+    fn dir_walk(&self, path: &str) -> Vec<(&DirNode, Relation)> {
+        let mut out = Vec::new();
+        if self.dirs.is_empty() || !path.starts_with('/') {
+            return out;
+        }
+        let last = path.rfind('/').unwrap_or(0);
+        for (i, _) in path.match_indices('/') {
+            let Some(node) = self.dirs.get(&path[..i]) else {
+                return out;
+            };
+            out.push((
+                node,
+                if i == last {
+                    Relation::Parent
+                } else {
+                    Relation::Ancestor
+                },
+            ));
+        }
+        if path.len() > 1 {
+            if let Some(node) = self.dirs.get(path) {
+                out.push((node, Relation::Itself));
+            }
+        }
+        out
+    }
+}
+
+fn visit_dir(
+    node: &DirNode,
+    rel: Relation,
+    source: Option<&str>,
+    visit: &mut dyn FnMut(&[u32], &[u32]) -> bool,
+) -> bool {
+    let direct = if rel == Relation::Ancestor {
+        &[][..]
+    } else {
+        node.direct.get(source)
+    };
+    let recursive = node.recursive.get(source);
+    (!direct.is_empty() || !recursive.is_empty()) && visit(direct, recursive)
+}
+
+/// Rules keyed by a small value (socket key, capability, domain).
+#[derive(Debug)]
+pub(crate) struct KeyedIndex<K> {
+    map: FxHashMap<K, Slot>,
+}
+
+impl<K> Default for KeyedIndex<K> {
+    fn default() -> Self {
+        Self {
+            map: FxHashMap::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> KeyedIndex<K> {
+    pub(crate) fn insert(&mut self, key: K, source: Option<&str>, id: u32) {
+        self.map.entry(key).or_default().push(source, id);
+    }
+
+    pub(crate) fn get<Q>(&self, key: &Q, source: Option<&str>) -> &[u32]
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get(key).map_or(&[], |s| s.get(source))
+    }
+}
