@@ -366,7 +366,7 @@ impl RuleSet {
 }
 
 /// Folds the enforced rules of one group: a Deny wins; the group matched if it is non-empty.
-fn combine<'a, R: Copy>(mut outcomes: impl Iterator<Item = (Outcome, R)>) -> Option<(Outcome, R)> {
+fn combine<R: Copy>(mut outcomes: impl Iterator<Item = (Outcome, R)>) -> Option<(Outcome, R)> {
     let first = outcomes.next()?;
     if first.0 == Outcome::Deny {
         return Some(first);

@@ -99,7 +99,7 @@ fn workload_selects(sel: &WorkloadSelector, c: &ContainerIdentity) -> bool {
         .all(|(k, v)| c.labels.get(k) == Some(v));
     let name_ok = match &sel.container_names {
         None => true,
-        Some(ContainerNames::List(names)) => names.iter().any(|n| *n == c.name),
+        Some(ContainerNames::List(names)) => names.contains(&c.name),
         Some(ContainerNames::Regex(r)) => r.is_match(&c.name),
     };
     // Every expression must hold: In needs one listed value, NotIn needs none of them.
