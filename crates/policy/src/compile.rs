@@ -233,6 +233,16 @@ impl RuleSet {
         }
     }
 
+    /// Protocol rules, in compile order (for planes that mirror them into the kernel).
+    pub fn protocol_rules(&self) -> &[ProtocolRule] {
+        &self.protocol_rules
+    }
+
+    /// Whether protocol rules are in allow-list mode (DNS rules have their own switch).
+    pub fn protocol_allow_list(&self) -> bool {
+        self.network.allow_list
+    }
+
     /// The process and file rules, in compile order (for planes that mirror them elsewhere).
     pub fn path_rules(&self) -> &[PathRule] {
         &self.path_rules

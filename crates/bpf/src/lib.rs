@@ -1,0 +1,25 @@
+//! BPF programs of kubearmor-rs and their typed loaders.
+//!
+//! Kernel side: C in `src/bpf/*.bpf.c`, compiled by clang from build.rs, sharing `abi.h` with
+//! [`abi`]. User side: one module per object. The translation from policy rule sets to map
+//! entries ([`net_table`]) is pure and tested without privileges.
+
+pub mod abi;
+mod error;
+pub mod net;
+pub mod net_table;
+pub mod openflags;
+mod pin;
+
+pub use error::BpfError;
+pub use net::{NetEvent, NetEvents, NetPlane, NetPlaneConfig};
+pub use net_table::NetTable;
+pub use openflags::OpenIntentTracker;
+pub use pin::ensure_bpffs;
+
+/// Object files built by build.rs.
+pub(crate) mod objects {
+    pub static NET: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net.bpf.o"));
+    pub static OPENFLAGS: &[u8] =
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/openflags.bpf.o"));
+}
