@@ -15,7 +15,7 @@ pub use error::BpfError;
 pub use net::{NetEvent, NetEvents, NetPlane, NetPlaneConfig};
 pub use net_table::NetTable;
 pub use openflags::OpenIntentTracker;
-pub use pin::ensure_bpffs;
+pub use pin::{ensure_bpffs, ensure_tracefs};
 
 /// Object files built by build.rs.
 pub(crate) mod objects {

@@ -45,7 +45,9 @@ pub struct OpenIntentTracker {
 }
 
 impl OpenIntentTracker {
+    /// Loads and attaches the tracepoints (mounting tracefs if it is not mounted).
     pub fn load() -> Result<Self, BpfError> {
+        crate::pin::ensure_tracefs()?;
         let mut bpf = EbpfLoader::new()
             .load(objects::OPENFLAGS)
             .map_err(|e| BpfError::Load {

@@ -38,9 +38,21 @@ pub fn remove_all(dir: &Path) -> Result<(), BpfError> {
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
+
+/// Makes sure tracefs is mounted at /sys/kernel/tracing (syscall tracepoints attach through it),
+/// mounting it if not, as systemd normally does.
+pub fn ensure_tracefs() -> Result<(), BpfError> {
+    ensure_fs(Path::new("/sys/kernel/tracing"), TRACEFS_MAGIC, c"tracefs")
+}
+
 /// Makes sure `dir` is a bpffs mount, mounting one there if it is not (as systemd does for
 /// `/sys/fs/bpf`). Pins only outlive the daemon on a bpffs.
 pub fn ensure_bpffs(dir: &Path) -> Result<(), BpfError> {
+    ensure_fs(dir, BPF_FS_MAGIC, c"bpf")
+}
+
+fn ensure_fs(dir: &Path, magic: i64, fstype: &std::ffi::CStr) -> Result<(), BpfError> {
     fs::create_dir_all(dir).map_err(|source| BpfError::Io {
         path: dir.to_path_buf(),
         source,
@@ -52,10 +64,9 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), BpfError> {
         })?;
     // SAFETY: statfs into a zeroed struct with a valid C string.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 && st.f_type == BPF_FS_MAGIC {
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 && st.f_type == magic {
         return Ok(());
     }
-    let fstype = c"bpf";
     // SAFETY: valid C strings; no data argument.
     let rc = unsafe {
         libc::mount(
