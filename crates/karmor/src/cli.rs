@@ -26,7 +26,7 @@ pub struct Cli {
 pub enum Command {
     /// Observe alerts and logs from KubeArmor (gRPC LogService)
     #[command(visible_alias = "log")]
-    Logs(LogsArgs),
+    Logs(Box<LogsArgs>),
     /// Show what the daemon enforces: host, host policies and armored containers
     Probe(ProbeArgs),
     /// Manage a KubeArmor daemon running in systemd / VM mode
@@ -229,7 +229,7 @@ mod tests {
 
     fn logs(args: &[&str]) -> LogsArgs {
         match parse(args).map(|c| c.command) {
-            Ok(Command::Logs(l)) => l,
+            Ok(Command::Logs(l)) => *l,
             other => panic!("not logs: {other:?}"),
         }
     }

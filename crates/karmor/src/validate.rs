@@ -206,7 +206,7 @@ spec:
         assert!(out.starts_with("warning: "), "{out}");
         let p = dir.path().join("empty.yaml");
         fs::write(&p, "---\n").unwrap();
-        let (ok, out) = report(&[p.clone()]);
+        let (ok, out) = report(std::slice::from_ref(&p));
         assert!(ok);
         assert_eq!(
             out,
