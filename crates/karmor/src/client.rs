@@ -110,6 +110,18 @@ pub fn status_text(s: &tonic::Status) -> String {
     }
 }
 
+/// `<what> failed: <status>`, with a hint when the server does not know the method (not a
+/// KubeArmor daemon, or one whose PolicyService/ProbeService is off, as in k8s mode).
+pub fn rpc_failed(what: &str, s: &tonic::Status) -> anyhow::Error {
+    let mut m = format!("{what} failed: {}", status_text(s));
+    if s.code() == tonic::Code::Unimplemented {
+        m.push_str(
+            " (the server does not offer this RPC: is it a KubeArmor daemon in systemd/VM mode?)",
+        );
+    }
+    anyhow!(m)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -143,5 +155,9 @@ mod tests {
             "Unavailable: gone"
         );
         assert_eq!(status_text(&tonic::Status::cancelled("")), "Cancelled");
+        let e = rpc_failed("getProbeData", &tonic::Status::unimplemented("x"));
+        assert!(e
+            .to_string()
+            .starts_with("getProbeData failed: Unimplemented: x (the server"));
     }
 }

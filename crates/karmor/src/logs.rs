@@ -238,13 +238,16 @@ fn text_block(kind: &str, json: &str) -> String {
         Some(t) => format!("== {kind} / {} ==\n", header_time(t)),
         None => format!("== {kind} ==\n"),
     };
-    // serde_json's map iterates in sorted key order, which is the order upstream gives the
-    // keys outside TEXT_KEYS.
-    let rest = map.keys().filter(|k| !TEXT_KEYS.contains(&k.as_str()));
+    // Upstream prints the keys outside TEXT_KEYS sorted.
+    let mut rest: Vec<&String> = map
+        .keys()
+        .filter(|k| !TEXT_KEYS.contains(&k.as_str()))
+        .collect();
+    rest.sort();
     for key in TEXT_KEYS[2..]
         .iter()
         .copied()
-        .chain(rest.map(String::as_str))
+        .chain(rest.into_iter().map(String::as_str))
     {
         match map.get(key) {
             None => {}
@@ -276,12 +279,29 @@ fn go_value(v: &Value) -> String {
             format!("[{}]", parts.join(" "))
         }
         Value::Object(m) => {
-            let parts: Vec<String> = m
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let parts: Vec<String> = entries
                 .iter()
                 .map(|(k, v)| format!("{k}:{}", go_value(v)))
                 .collect();
             format!("map[{}]", parts.join(" "))
         }
+    }
+}
+
+/// `v` with every object's keys in sorted order, as Go marshals maps. (serde_json's map is
+/// sorted already unless some crate in the build enables its `preserve_order` feature; then
+/// it keeps insertion order, which this makes sorted.)
+pub fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
     }
 }
 
@@ -292,7 +312,7 @@ fn pretty(json: &str) -> String {
     let Ok(v) = serde_json::from_str::<Value>(json) else {
         return format!("{json}\n");
     };
-    let Ok(s) = serde_json::to_string_pretty(&v) else {
+    let Ok(s) = serde_json::to_string_pretty(&sorted(v)) else {
         return format!("{json}\n");
     };
     let mut out = String::with_capacity(s.len() + 1);
@@ -366,12 +386,11 @@ async fn health_check(client: &mut LogServiceClient<Channel>) -> anyhow::Result<
     let n = nonce();
     let mut req = tonic::Request::new(NonceMessage { nonce: n });
     req.set_timeout(client::CALL_TIMEOUT);
-    let reply = client.health_check(req).await.map_err(|s| {
-        anyhow!(
-            "failed to check the liveness of the gRPC server: {}",
-            client::status_text(&s)
-        )
-    })?;
+    let reply = client
+        .health_check(req)
+        .await
+        .map_err(|s| client::rpc_failed("HealthCheck", &s))
+        .context("failed to check the liveness of the gRPC server")?;
     let got = reply.into_inner().retval;
     if got != n {
         bail!("failed to check the liveness of the gRPC server: HealthCheck answered {got}, expected the nonce {n}");

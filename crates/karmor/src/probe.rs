@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::anyhow;
 use base64::Engine as _;
 use kubearmor_proto::policy::{HostSecurityPolicies, Policy};
 use kubearmor_proto::probe::probe_service_client::ProbeServiceClient;
@@ -73,7 +72,7 @@ pub fn render_json(host: Option<&Value>, resp: &ProbeResponse) -> String {
         .map(|(k, v)| (k.clone(), host_policies_json(v)))
         .collect();
     data.insert("HostPolicies".into(), Value::Object(hosts));
-    json!({ "Probe Data": Value::Object(data) }).to_string()
+    crate::logs::sorted(json!({ "Probe Data": Value::Object(data) })).to_string()
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -243,7 +242,7 @@ pub async fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let resp = probe
         .get_probe_data(req)
         .await
-        .map_err(|s| anyhow!("getProbeData failed: {}", client::status_text(&s)))?
+        .map_err(|s| client::rpc_failed("getProbeData", &s))?
         .into_inner();
     let host = read_host(&args.probe_file);
     let out = if args.json || args.format == ProbeFormat::Json {

@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use kubearmor_policy::parse_policies;
 use kubearmor_proto::policy::policy_service_client::PolicyServiceClient;
 use kubearmor_proto::policy::{Policy, PolicyStatus};
@@ -250,11 +250,9 @@ pub async fn run(action: Action, args: &VmPolicyArgs) -> anyhow::Result<bool> {
                 Route::Network => svc.network_policy(req).await,
             }
             .map_err(|s| {
-                anyhow!(
-                    "failed to send policy {} ({origin}: document {}): {}",
-                    d.name,
-                    d.index,
-                    client::status_text(&s)
+                client::rpc_failed(
+                    &format!("sending policy {} ({origin}: document {})", d.name, d.index),
+                    &s,
                 )
             })?;
             let code = resp.into_inner().status;

@@ -31,6 +31,8 @@ struct Daemon {
     messages: Vec<Message>,
     /// Keep streams open after the scripted items (like a real daemon).
     hold_open: bool,
+    /// Send the scripted items over and over, as fast as the client reads.
+    repeat: bool,
     /// End WatchAlerts with an error status after the scripted items.
     fail_alerts: bool,
     /// Answer HealthCheck with the wrong value.
@@ -57,7 +59,10 @@ impl Daemon {
             .collect()
     }
 
-    fn stream<T: Send + 'static>(&self, items: Vec<T>, fail: bool) -> EventStream<T> {
+    fn stream<T: Clone + Send + 'static>(&self, items: Vec<T>, fail: bool) -> EventStream<T> {
+        if self.repeat {
+            return Box::pin(tokio_stream::iter(items.into_iter().cycle().map(Ok)));
+        }
         let items = tokio_stream::iter(items.into_iter().map(Ok));
         if fail {
             Box::pin(items.chain(tokio_stream::once(Err(Status::internal("feeder broke")))))
@@ -566,6 +571,37 @@ async fn messages_go_to_msg_path() {
     );
     assert_eq!(d.calls_to("WatchMessages"), [""]);
     assert!(d.calls_to("WatchAlerts").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_stdout_ends_quietly() {
+    use tokio::io::AsyncBufReadExt as _;
+    let a = alert("File", "/etc/shadow");
+    let (addr, _d) = serve(Daemon {
+        alerts: vec![a.clone()],
+        repeat: true,
+        ..Default::default()
+    })
+    .await;
+    // `karmor logs --json | head -1`
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_karmor"))
+        .args(["logs", "--gRPC", &addr.to_string(), "--json"])
+        .env_remove("KUBEARMOR_SERVICE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).await.unwrap();
+    assert_eq!(first, karmor_alert(&a) + "\n");
+    drop(out);
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("karmor kept running after its stdout was closed")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
