@@ -52,7 +52,7 @@ pub enum HookPathError {
 /// One record of the file, or why it was rejected (with its byte offset).
 #[derive(Debug)]
 pub enum Record {
-    Request(HookRequest),
+    Request(Box<HookRequest>),
     Invalid { offset: usize, reason: String },
 }
 
@@ -121,7 +121,7 @@ fn record_from_value(v: serde_json::Value, offset: usize) -> Record {
             offset,
             reason: "record without a containerID".to_string(),
         },
-        Ok(r) => Record::Request(r),
+        Ok(r) => Record::Request(Box::new(r)),
         Err(reason) => Record::Invalid { offset, reason },
     }
 }
@@ -258,7 +258,7 @@ impl HookPathReader {
         let mut requests = Vec::new();
         for r in records {
             match r {
-                Record::Request(req) => requests.push(req),
+                Record::Request(req) => requests.push(*req),
                 Record::Invalid { offset, reason } => {
                     tracing::warn!(file = %self.path.display(), offset = start + offset, %reason,
                         "invalid hookPath record ignored");
