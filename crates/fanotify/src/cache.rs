@@ -37,9 +37,8 @@ impl Profile {
             process_rules: set.has_rules(Family::Process) || set.allow_list(Family::Process),
             ..Default::default()
         };
-        p.path_rules = p.process_rules
-            || set.has_rules(Family::File)
-            || set.allow_list(Family::File);
+        p.path_rules =
+            p.process_rules || set.has_rules(Family::File) || set.allow_list(Family::File);
         for r in set.path_rules() {
             if let Some(s) = &r.source {
                 p.needs_source = true;
@@ -142,8 +141,16 @@ pub(crate) fn allowed_everywhere(
         let sources: Vec<Option<&str>> = std::iter::once(None)
             .chain(p.sources.iter().map(|s| Some(s.as_str())))
             .collect();
-        let owners: &[bool] = if p.needs_owner { &[true, false] } else { &[true] };
-        let ttys: &[bool] = if p.needs_tty { &[false, true] } else { &[false] };
+        let owners: &[bool] = if p.needs_owner {
+            &[true, false]
+        } else {
+            &[true]
+        };
+        let ttys: &[bool] = if p.needs_tty {
+            &[false, true]
+        } else {
+            &[false]
+        };
         let accesses: &[Access] = if p.needs_access {
             &[Access::Read, Access::Write]
         } else {
@@ -192,11 +199,7 @@ mod tests {
         let parsed = parse_policies(&yaml, "t.yaml").map(|p| p.policies);
         let policies = parsed.unwrap_or_default();
         assert!(!policies.is_empty(), "policy did not parse");
-        Arc::new(RuleSet::compile(
-            &policies,
-            Postures::default(),
-            &NoResolve,
-        ))
+        Arc::new(RuleSet::compile(&policies, Postures::default(), &NoResolve))
     }
 
     fn rules(sets: Vec<Arc<RuleSet>>) -> Rules {

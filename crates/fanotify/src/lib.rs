@@ -2,7 +2,7 @@
 //! on kernels without BPF-LSM.
 //!
 //! A fanotify group (`FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_REPORT_TID`, plus
-//! `FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS` when `CAP_SYS_RESOURCE` allows) puts
+//! `FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS` when the kernel grants them) puts
 //! `FAN_MARK_FILESYSTEM` marks with `FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM` on the filesystems the
 //! daemon names. Every open and exec there waits until one plain thread decides it with the
 //! policy crate's decision function (`decide_exec` for exec events, `decide_open` for opens)
@@ -42,9 +42,7 @@ mod procfs;
 mod subject;
 mod sys;
 
-pub use event::{
-    channel, AccessMode, DiscardSink, EventSink, ExecKind, Hook, Outcome, PlaneEvent,
-};
+pub use event::{channel, AccessMode, DiscardSink, EventSink, ExecKind, Hook, Outcome, PlaneEvent};
 pub use intent::{flags_write, ExecCall, NoIntent, OpenIntent, ProcSyscallIntent, MAX_ARGS};
 pub use plane::{
     AbortHandle, CacheVeto, Config, Error, FailMode, MarkedFs, Plane, PlaneBuilder, Stats,
@@ -53,7 +51,6 @@ pub use plane::{
 pub use probe::{probe, Feature, ProbeReport};
 pub use procfs::ProcError;
 pub use subject::{
-    CacheViews, Identity, PathAlias, ProcResolver, ResolveError, Rules, SubjectKey,
-    SubjectResolver,
+    CacheViews, Identity, PathAlias, ProcResolver, ResolveError, Rules, SubjectKey, SubjectResolver,
 };
 pub use sys::GroupInfo;

@@ -19,9 +19,7 @@ use serde::Serialize;
 
 use crate::cache::{self, Profile, Profiles};
 use crate::elf;
-use crate::event::{
-    self, AccessMode, EventSink, ExecKind, Hook, Outcome, PlaneEvent,
-};
+use crate::event::{self, AccessMode, EventSink, ExecKind, Hook, Outcome, PlaneEvent};
 use crate::intent::{flags_write, ExecCall, OpenIntent, ProcSyscallIntent};
 use crate::procfs::{self, ProcError, Stat, Status};
 use crate::subject::{ProcResolver, Rules, SubjectKey, SubjectResolver};
@@ -75,7 +73,7 @@ pub struct Config {
     /// Most ignore marks kept before the cache is flushed and refilled. Without
     /// `FAN_UNLIMITED_MARKS` it is also kept below half of `max_user_marks`.
     pub cache_capacity: usize,
-    /// Ask for `FAN_UNLIMITED_QUEUE` / `FAN_UNLIMITED_MARKS` (need `CAP_SYS_RESOURCE`; the
+    /// Ask for `FAN_UNLIMITED_QUEUE` / `FAN_UNLIMITED_MARKS` (need `CAP_SYS_ADMIN`; the
     /// plane runs without them, see [`GroupInfo`]).
     pub want_unlimited_queue: bool,
     pub want_unlimited_marks: bool,
@@ -632,7 +630,11 @@ fn watchdog(shared: Arc<Shared>, group: Weak<Fanotify>, limit: Duration) {
         if since != 0 {
             let now = shared.epoch.elapsed().as_nanos() as u64;
             if now.saturating_sub(since) > limit.as_nanos() as u64 {
-                abort(&shared, &group, "an event took longer than the stall timeout");
+                abort(
+                    &shared,
+                    &group,
+                    "an event took longer than the stall timeout",
+                );
                 return;
             }
         }
@@ -666,7 +668,10 @@ fn unescape_mount(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 3 < b.len() {
-            if let Some(v) = s.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
                 out.push(v);
                 i += 4;
                 continue;
@@ -909,7 +914,9 @@ impl Worker {
         let Some(fd) = ev.fd.as_ref() else {
             if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
                 inc(&c.overflows);
-                tracing::warn!("fanotify queue overflow: the kernel allowed events that did not fit");
+                tracing::warn!(
+                    "fanotify queue overflow: the kernel allowed events that did not fit"
+                );
             }
             return;
         };
@@ -925,7 +932,12 @@ impl Worker {
             Err(_) => {
                 inc(&self.shared.counters.panics);
                 let hook = hook_of(ev.mask);
-                self.fail(hook, ev.pid.max(0) as u32, None, "the decision panicked".into())
+                self.fail(
+                    hook,
+                    ev.pid.max(0) as u32,
+                    None,
+                    "the decision panicked".into(),
+                )
             }
         };
         let c = &self.shared.counters;
@@ -1067,7 +1079,12 @@ impl Worker {
             path = procfs::strip_deleted(&path).to_owned();
         }
         if !path.starts_with('/') {
-            return self.fail(hook, tid, Some(path), "the file has no reachable path".into());
+            return self.fail(
+                hook,
+                tid,
+                Some(path),
+                "the file has no reachable path".into(),
+            );
         }
         let snap = self.shared.snapshot.load_full();
         let identity = match self.resolver.resolve(tid) {
@@ -1264,7 +1281,13 @@ impl Worker {
         }
     }
 
-    fn track_exec(&mut self, task: &mut Task, call: Option<ExecCall>, st: &FileStat, fd: BorrowedFd<'_>) {
+    fn track_exec(
+        &mut self,
+        task: &mut Task,
+        call: Option<ExecCall>,
+        st: &FileStat,
+        fd: BorrowedFd<'_>,
+    ) {
         let info = elf::inspect(fd).unwrap_or_default();
         if let (Some(_), Some(call)) = (&info.interp, call) {
             if self.pending.len() >= MAX_TRACKED {
@@ -1323,8 +1346,9 @@ impl Worker {
         if self.negative.contains_key(&key) {
             return false;
         }
-        let ok = cache::allowed_everywhere(path, &snap.rules, &snap.profiles, self.config.emit_logs)
-            && self.veto.as_ref().is_none_or(|v| v(path));
+        let ok =
+            cache::allowed_everywhere(path, &snap.rules, &snap.profiles, self.config.emit_logs)
+                && self.veto.as_ref().is_none_or(|v| v(path));
         if !ok {
             if self.negative.len() >= MAX_NEGATIVE {
                 self.negative.clear();

@@ -47,9 +47,9 @@ pub struct ProbeReport {
     /// `FAN_CLASS_CONTENT`: permission events at all.
     pub class_content: Feature,
     pub report_tid: Feature,
-    /// Needs `CAP_SYS_RESOURCE`.
+    /// Needs `CAP_SYS_ADMIN` (not `CAP_SYS_RESOURCE`).
     pub unlimited_queue: Feature,
-    /// Needs `CAP_SYS_RESOURCE`.
+    /// Needs `CAP_SYS_ADMIN` (not `CAP_SYS_RESOURCE`).
     pub unlimited_marks: Feature,
     /// `FAN_MARK_FILESYSTEM` with `FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM` on the probe path's
     /// filesystem (added and removed at once).

@@ -20,16 +20,18 @@ pub struct GroupInfo {
     /// Events carry thread ids (`FAN_REPORT_TID`); without it they carry the thread-group id,
     /// and per-thread write intent can be wrong for multi-threaded openers.
     pub report_tid: bool,
-    /// `FAN_UNLIMITED_QUEUE` granted (needs `CAP_SYS_RESOURCE`). Without it the queue holds
+    /// `FAN_UNLIMITED_QUEUE` granted (needs `CAP_SYS_ADMIN`, like permission events
+    /// themselves; `CAP_SYS_RESOURCE` is not needed: measured on 6.18 without it). Without
+    /// it the queue holds
     /// `/proc/sys/fs/fanotify/max_queued_events` events, and the kernel **allows** a
     /// permission event that does not fit (it queues an overflow event instead).
     pub unlimited_queue: bool,
-    /// `FAN_UNLIMITED_MARKS` granted (needs `CAP_SYS_RESOURCE`). Without it every mark of this
+    /// `FAN_UNLIMITED_MARKS` granted (needs `CAP_SYS_ADMIN`). Without it every mark of this
     /// user (all groups) counts against `/proc/sys/fs/fanotify/max_user_marks`; the allow cache
     /// is sized below that.
     pub unlimited_marks: bool,
     /// What was asked for and not granted, with the reason, e.g.
-    /// `FAN_UNLIMITED_QUEUE: EPERM (needs CAP_SYS_RESOURCE)`.
+    /// `FAN_UNLIMITED_QUEUE: EPERM (needs CAP_SYS_ADMIN)`.
     pub fallbacks: Vec<String>,
 }
 
@@ -54,14 +56,14 @@ pub(crate) fn init_group(wants: InitWants) -> Result<(Fanotify, GroupInfo), Errn
         optional.push((
             libc::FAN_UNLIMITED_QUEUE,
             "FAN_UNLIMITED_QUEUE",
-            "needs CAP_SYS_RESOURCE",
+            "needs CAP_SYS_ADMIN",
         ));
     }
     if wants.unlimited_marks {
         optional.push((
             libc::FAN_UNLIMITED_MARKS,
             "FAN_UNLIMITED_MARKS",
-            "needs CAP_SYS_RESOURCE",
+            "needs CAP_SYS_ADMIN",
         ));
     }
     let event_flags = EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC;
