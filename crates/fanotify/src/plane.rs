@@ -343,6 +343,7 @@ impl PlaneBuilder {
             marks: Mutex::new(BTreeMap::new()),
             swap_lock: Mutex::new(()),
             threads: Mutex::new(vec![Some(thread), watchdog].into_iter().flatten().collect()),
+            drain_timeout: self.config.drain_timeout,
         })
     }
 }
@@ -356,6 +357,7 @@ pub struct Plane {
     marks: Mutex<BTreeMap<u64, MarkedFs>>,
     swap_lock: Mutex<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    drain_timeout: Duration,
 }
 
 /// Closes the plane's group from anywhere, at once: the kernel then allows every pending and
@@ -551,7 +553,7 @@ impl Plane {
 
     /// Whether the decision thread is answering events.
     pub fn is_running(&self) -> bool {
-        self.shared.running.load(Ordering::SeqCst)
+        self.shared.running.load(Ordering::SeqCst) && !self.shared.aborted.load(Ordering::SeqCst)
     }
 
     pub fn abort_handle(&self) -> AbortHandle {
@@ -564,11 +566,33 @@ impl Plane {
     /// Stops: removes the filesystem marks (no new events), decides what is still queued for
     /// up to [`Config::drain_timeout`], then closes the group (the kernel allows anything
     /// left). Idempotent; also run on drop.
+    ///
+    /// If the decision thread does not finish in time (stuck in a resolver, say), the group
+    /// is aborted (fail-open) and the thread is left behind rather than waited for.
     pub fn shutdown(&self) -> Stats {
         self.shared.stop.store(true, Ordering::SeqCst);
         let _ = self.shared.wake.write(1);
         let threads: Vec<JoinHandle<()>> = lock(&self.threads).drain(..).collect();
+        for t in &threads {
+            t.thread().unpark();
+        }
+        let deadline = Instant::now() + self.drain_timeout + Duration::from_secs(1);
+        let mut aborted = false;
         for t in threads {
+            while !t.is_finished() {
+                if Instant::now() >= deadline && !aborted {
+                    abort(&self.shared, &self.group, "shutdown timed out");
+                    aborted = true;
+                }
+                if aborted && Instant::now() >= deadline + Duration::from_secs(1) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if !t.is_finished() {
+                tracing::error!("fanotify plane thread stuck: left behind (group aborted)");
+                continue;
+            }
             if t.join().is_err() {
                 tracing::error!("fanotify plane thread panicked");
             }

@@ -863,3 +863,158 @@ fn listener_death_fails_open() {
     );
     assert!(ran.ok(), "the pending open was not allowed: {ran:?}");
 }
+
+/// A resolver that blocks until released.
+struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+impl SubjectResolver for Gate {
+    fn resolve(&self, _tid: u32) -> Result<Identity, ResolveError> {
+        let (m, cv) = &*self.0;
+        let mut open = m.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        Ok(Identity::default())
+    }
+}
+
+/// A decision that never ends trips the stall watchdog: the group is aborted, the waiting
+/// open proceeds, and shutdown does not wait for the stuck thread forever.
+#[test]
+fn stalled_decision_fails_open() {
+    let fs = TmpFs::new();
+    let f = fs.write("f", "x");
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let config = Config {
+        stall_timeout: Some(Duration::from_millis(300)),
+        drain_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let g = gate.clone();
+    let fx = Fixture::with("stall", fs, Rules::default(), config, |b| {
+        b.resolver(Arc::new(Gate(g)))
+    });
+    let t = Instant::now();
+    assert_eq!(helper_open(&f, "r"), Ok(()));
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!fx.plane.is_running());
+    let st = fx.plane.stats();
+    assert!(
+        st.stopped_because
+            .as_deref()
+            .is_some_and(|s| s.contains("stall")),
+        "{st:?}"
+    );
+    // Opens go straight through now: no listener.
+    assert_eq!(helper_open(&f, "r"), Ok(()));
+    let t = Instant::now();
+    fx.plane.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // Release the stuck thread (it then finds its group gone and exits).
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
+
+/// Shutdown with a stuck decision thread (no stall watchdog) aborts instead of hanging.
+#[test]
+fn shutdown_does_not_wait_for_a_stuck_thread() {
+    let fs = TmpFs::new();
+    let f = fs.write("f", "x");
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let config = Config {
+        stall_timeout: None,
+        drain_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let g = gate.clone();
+    let fx = Fixture::with("stuck", fs, Rules::default(), config, |b| {
+        b.resolver(Arc::new(Gate(g)))
+    });
+    let opener = helper(
+        "open",
+        &[("KA_FAN_PATH", &f.to_string_lossy()), ("KA_FAN_MODE", "r")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let t0 = Instant::now();
+    while fx.plane.stats().events == 0 && t0.elapsed() < LIMIT {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t = Instant::now();
+    let st = fx.plane.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(!st.running);
+    let ran = wait_child(opener, LIMIT);
+    assert!(ran.ok(), "{ran:?}");
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
+
+/// A cgroup v2 directory made for the test, removed on drop.
+struct TestCgroup(std::path::PathBuf);
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Container rules are picked by the cgroup id of the acting task (read from
+/// /proc/<tid>/cgroup by the default resolver); host rules apply to host tasks only.
+#[test]
+fn container_rules_apply_by_cgroup_id() {
+    use std::os::unix::fs::MetadataExt;
+    let fs = TmpFs::new();
+    let root = ProcResolver::new()
+        .cgroup2_root()
+        .expect("a cgroup v2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified)")
+        .to_path_buf();
+    let cg = TestCgroup(root.join(format!("ka-fan-test-{}", std::process::id())));
+    std::fs::create_dir(&cg.0).expect("create test cgroup");
+    let cgid = std::fs::metadata(&cg.0).unwrap().ino();
+    let host_secret = fs.write("host-secret", "h");
+    let ctr_secret = fs.write("ctr-secret", "c");
+    let block = |name: &str, p: &Path| {
+        host_rules(
+            &host_policy(
+                name,
+                &format!(
+                    "  file:\n    matchPaths:\n    - path: {}\n  action: Block\n",
+                    p.display()
+                ),
+            ),
+            AUDIT,
+        )
+        .host
+        .unwrap()
+    };
+    let mut rules = Rules {
+        host: Some(block("host", &host_secret)),
+        ..Default::default()
+    };
+    rules.containers.insert(cgid, block("ctr", &ctr_secret));
+    let fx = Fixture::new("cgroup", fs, rules);
+    let procs = cg.0.join("cgroup.procs");
+    let in_container = |cmd: &mut Command| {
+        let procs = procs.clone();
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs, "0"));
+        }
+    };
+    assert_eq!(
+        helper_open_with(&ctr_secret, "r", in_container),
+        Err(libc::EPERM)
+    );
+    assert_eq!(helper_open_with(&host_secret, "r", in_container), Ok(()));
+    assert_eq!(helper_open(&host_secret, "r"), Err(libc::EPERM));
+    assert_eq!(helper_open(&ctr_secret, "r"), Ok(()));
+    let evs = fx.events();
+    let e = alert(&evs, &ctr_secret).expect("container alert");
+    assert_eq!(e.subject, SubjectKey::Container(cgid));
+    assert_eq!(e.cgroup_id, Some(cgid));
+    drop(fx);
+}
