@@ -650,16 +650,27 @@ pub struct Resolved {
     pub sources: BTreeMap<&'static str, Source>,
     /// Unknown keys and other things worth a warning.
     pub warnings: Vec<String>,
+    /// Keys whose resolved value differs from the built-in default.
+    pub changed: Vec<&'static str>,
 }
 
 impl Resolved {
-    /// Keys whose value is not the built-in default, with value and source, for the startup log.
+    /// Keys whose value is not the built-in default, with their source, for the startup log.
     pub fn overrides(&self) -> Vec<(&'static str, &Source)> {
-        self.sources
+        self.changed
             .iter()
-            .filter(|(_, s)| **s != Source::Default)
-            .map(|(k, s)| (*k, s))
+            .filter_map(|k| self.sources.get(k).map(|s| (*k, s)))
             .collect()
+    }
+
+    /// How many keys each source set (whatever their value).
+    pub fn source_counts(&self) -> (usize, usize, usize) {
+        let count = |f: fn(&Source) -> bool| self.sources.values().filter(|s| f(s)).count();
+        (
+            count(|s| matches!(s, Source::File(_))),
+            count(|s| matches!(s, Source::Env(_))),
+            count(|s| matches!(s, Source::Flag)),
+        )
     }
 }
 
@@ -1346,10 +1357,26 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         .zip(raw.values.iter())
         .map(|(k, (_, s))| (k.name, s.clone()))
         .collect();
+    let changed = if raw.values.iter().all(|(_, s)| *s == Source::Default) {
+        Vec::new()
+    } else {
+        let empty = BTreeMap::new();
+        let defaults = resolve(Inputs {
+            file: None,
+            env: &empty,
+            flags: &[],
+            hostname: inputs.hostname,
+        })?;
+        KEYS.iter()
+            .map(|k| k.name)
+            .filter(|k| describe(&config, k) != describe(&defaults.config, k))
+            .collect()
+    };
     Ok(Resolved {
         config,
         sources,
         warnings,
+        changed,
     })
 }
 
@@ -1516,6 +1543,10 @@ mod tests {
         assert_eq!(c.init_timeout, Duration::from_secs(60));
         assert!(r.overrides().is_empty());
         assert!(r.warnings.is_empty());
+        // Setting a key to its default is not an override.
+        let r = run(Some("gRPC: 32767\ncluster: lab\n"), &[], &[]).unwrap();
+        assert_eq!(r.changed, vec!["cluster"]);
+        assert_eq!(r.source_counts(), (2, 0, 0));
     }
 
     #[test]

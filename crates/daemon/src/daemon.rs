@@ -18,6 +18,9 @@ use crate::state::StateHub;
 use crate::store::{self, PolicyStore, Scope, StoreSettings};
 use crate::test_source;
 
+/// How long requests in flight get to finish at shutdown.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -146,8 +149,13 @@ pub async fn run(
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let _ = shutdown_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+    // Streams (WatchAlerts...) and idle client connections never end on their own: give the
+    // servers a moment to finish requests in flight, then close what is left.
+    let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    for mut t in tasks {
+        if tokio::time::timeout_at(grace, &mut t).await.is_err() {
+            t.abort();
+        }
     }
     let p = pipeline.clone();
     let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
@@ -164,6 +172,10 @@ fn log_config(resolved: &Resolved, location: &ConfigLocation) {
     for w in &resolved.warnings {
         tracing::warn!("config: {w}");
     }
+    let (file, env, flags) = resolved.source_counts();
+    tracing::info!(
+        "config: {file} keys from the file, {env} from the environment, {flags} from flags; the rest built-in defaults"
+    );
     for (key, source) in resolved.overrides() {
         tracing::info!(
             "config: {key} = {} (from {source})",
