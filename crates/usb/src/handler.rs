@@ -225,26 +225,39 @@ impl UsbHandler {
     /// Stops listening, restores `authorized_default`, re-authorizes the devices the handler
     /// kept unauthorized, and removes the state file.
     pub fn stop(mut self) -> Result<(), UsbError> {
-        self.shutdown()
+        self.shutdown(true)
     }
 
-    fn shutdown(&mut self) -> Result<(), UsbError> {
+    /// Stops listening but leaves everything as it is: buses held, blocked devices blocked,
+    /// the state file in place, exactly as if the daemon had been killed. A handler started
+    /// later (the restarted daemon) adopts that state, so a restart has no window in which new
+    /// devices are authorized by default. Use [`UsbHandler::stop`] when USB handling is being
+    /// turned off.
+    pub fn detach(mut self) -> Result<(), UsbError> {
+        self.shutdown(false)
+    }
+
+    fn shutdown(&mut self, release: bool) -> Result<(), UsbError> {
         let Some(thread) = self.thread.take() else {
             return Ok(());
         };
         let _ = self.wake.write(1);
         let joined = thread.join();
-        let mut events = Vec::new();
-        self.shared.engine().release(&mut events);
-        self.shared.emit(events);
-        tracing::info!("USB handler stopped");
+        if release {
+            let mut events = Vec::new();
+            self.shared.engine().release(&mut events);
+            self.shared.emit(events);
+            tracing::info!("USB handler stopped; USB buses and blocked devices given back");
+        } else {
+            tracing::info!("USB handler detached; USB buses stay held until the next start");
+        }
         joined.map_err(|_| UsbError::Panicked)
     }
 }
 
 impl Drop for UsbHandler {
     fn drop(&mut self) {
-        if let Err(e) = self.shutdown() {
+        if let Err(e) = self.shutdown(true) {
             tracing::error!("USB handler: {e}");
         }
     }

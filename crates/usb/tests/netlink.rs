@@ -545,6 +545,61 @@ fn overflow_recovered_by_rescan() {
     });
 }
 
+/// Restart without a window: `detach` leaves the buses held and the stick blocked; a device
+/// plugged while no handler runs waits; the next handler adopts all of it and, on `stop`,
+/// restores the true original defaults.
+#[test]
+fn detach_and_restart_adopts_state() {
+    in_netns(|| {
+        let mut l = live(
+            device_policy(&block_mass_storage(), Posture::Audit),
+            &[1],
+            |_| {},
+        );
+        l.plug("usb1/1-1/1-1:1.0", 8, 6, 80);
+        assert_eq!(l.next().action, DeviceAction::Block);
+        l.handler.take().unwrap().detach().unwrap();
+        assert_eq!(l.default("usb1"), "0");
+        assert!(l.state.exists());
+        // Plugged while no daemon runs: waits unauthorized.
+        appear(&l.tree, "1-2:1.0", 3, 1, 1);
+        assert_eq!(l.authorized("1-2:1.0"), "0");
+
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let h = UsbHandler::start(
+            config(&l.tmp, true),
+            device_policy(&block_mass_storage(), Posture::Audit),
+            move |e| {
+                let _ = tx.lock().unwrap().send(e);
+            },
+        )
+        .unwrap();
+        let mut ev: Vec<DeviceEvent> = (0..2).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
+        ev.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(
+            ev.iter()
+                .map(|e| (e.name.as_str(), e.action, e.trigger))
+                .collect::<Vec<_>>(),
+            [
+                ("1-1:1.0", DeviceAction::Block, Trigger::Startup),
+                ("1-2:1.0", DeviceAction::Audit, Trigger::Startup),
+            ]
+        );
+        assert_eq!(l.authorized("1-1:1.0"), "0");
+        assert_eq!(l.authorized("1-2:1.0"), "1");
+        assert_eq!(h.blocked(), ["1-1:1.0"]);
+        h.stop().unwrap();
+        assert_eq!(
+            l.default("usb1"),
+            "1",
+            "the original, not the 0 found at start"
+        );
+        assert_eq!(l.authorized("1-1:1.0"), "1");
+        assert!(!l.state.exists());
+    });
+}
+
 #[test]
 fn start_without_usb_sysfs_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
