@@ -577,7 +577,8 @@ impl<S: Sysfs> Engine<S> {
                     }
                     continue;
                 }
-                Err(_) => continue,
+                // Never decided: deauthorizing it would cut off the whole bus.
+                Ok(UsbName::RootHubInterface { .. }) | Err(_) => continue,
             };
             present.insert(name.clone());
             let kind = if interface {

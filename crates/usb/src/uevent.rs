@@ -96,6 +96,8 @@ pub enum Ignored {
     Action(String),
     /// A `usb` node that is neither a device nor an interface (e.g. an endpoint, a port).
     DevType(String),
+    /// An interface of a root hub (`1-0:1.0`).
+    RootHubInterface(String),
 }
 
 impl fmt::Display for Ignored {
@@ -105,6 +107,7 @@ impl fmt::Display for Ignored {
             Ignored::Subsystem(s) => write!(f, "subsystem {s:?}"),
             Ignored::Action(a) => write!(f, "action {a:?}"),
             Ignored::DevType(d) => write!(f, "devtype {d:?}"),
+            Ignored::RootHubInterface(n) => write!(f, "root hub interface {n:?}"),
         }
     }
 }
@@ -153,6 +156,9 @@ pub enum UeventError {
 pub enum UsbName {
     /// `usbN`.
     RootHub { bus: u32 },
+    /// `BUS-0:C.I`: an interface of the root hub itself (ports count from 1, so port 0 is the
+    /// root hub). Never decided: deauthorizing it would cut off the whole bus.
+    RootHubInterface { bus: u32 },
     /// `BUS-PORT[.PORT...]`, optionally `:CONFIG.INTERFACE`.
     Node {
         bus: u32,
@@ -164,7 +170,9 @@ pub enum UsbName {
 impl UsbName {
     pub fn bus(&self) -> u32 {
         match *self {
-            UsbName::RootHub { bus } | UsbName::Node { bus, .. } => bus,
+            UsbName::RootHub { bus }
+            | UsbName::RootHubInterface { bus }
+            | UsbName::Node { bus, .. } => bus,
         }
     }
 }
@@ -194,6 +202,13 @@ pub fn parse_usb_name(name: &str) -> Result<UsbName, UeventError> {
     };
     let (bus, ports) = path.split_once('-').ok_or_else(bad)?;
     let bus = number(bus).ok_or_else(bad)?;
+    if ports == "0" {
+        return if interface {
+            Ok(UsbName::RootHubInterface { bus })
+        } else {
+            Err(bad())
+        };
+    }
     let mut depth = 0usize;
     for port in ports.split('.') {
         number(port).ok_or_else(bad)?;
@@ -333,6 +348,9 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, UeventError> {
             name: name.to_string(),
             bus,
         })),
+        (UsbName::RootHubInterface { .. }, NodeKind::Interface) => {
+            Ok(Parsed::Ignored(Ignored::RootHubInterface(clip(name))))
+        }
         (
             UsbName::Node {
                 bus,
@@ -435,7 +453,7 @@ mod tests {
         // usbDeviceHandler_test.go getUSBLevel cases.
         let level = |n: &str| match parse_usb_name(n).unwrap() {
             UsbName::Node { level, .. } => level,
-            UsbName::RootHub { .. } => 0,
+            UsbName::RootHub { .. } | UsbName::RootHubInterface { .. } => 0,
         };
         assert_eq!(level("1-4.1"), 2);
         assert_eq!(level("2-4.1.2"), 3);
@@ -445,6 +463,11 @@ mod tests {
         assert_eq!(level("2-4.1:1.0"), 2);
         assert!(parse_usb_name("4").is_err());
         assert_eq!(parse_usb_name("usb3").unwrap(), UsbName::RootHub { bus: 3 });
+        assert_eq!(
+            parse_usb_name("3-0:1.0").unwrap(),
+            UsbName::RootHubInterface { bus: 3 }
+        );
+        assert!(parse_usb_name("3-0").is_err());
         for bad in [
             "",
             "usb",
@@ -564,6 +587,20 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(p, Parsed::Ignored(Ignored::DevType("usb_endpoint".into())));
+        let p = parse(&encode(
+            "add",
+            "/devices/x/usb1/1-0:1.0",
+            &[
+                ("SUBSYSTEM", "usb"),
+                ("DEVTYPE", "usb_interface"),
+                ("INTERFACE", "9/0/0"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            p,
+            Parsed::Ignored(Ignored::RootHubInterface("1-0:1.0".into()))
+        );
         // No trailing NUL is tolerated.
         let mut m = dev("add", "/devices/x/usb1/1-1", "3/1/1");
         m.pop();

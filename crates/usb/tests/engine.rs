@@ -323,6 +323,13 @@ fn allow_list_with_default_posture_block() {
         assert_eq!(e.matched, Attribution::DefaultPosture);
         assert_eq!(r.authorized(n), "0");
     }
+    // The root hub's own interface (1-0:1.0, class 9) is never decided, or the bus would die.
+    r.sysfs.add_interface("1-0:1.0", 9, 0, 0, true);
+    let mut out = Vec::new();
+    r.engine
+        .rescan(Trigger::PolicyChange, &BTreeSet::new(), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(r.authorized("1-0:1.0"), "1");
     // A hub is a device too: without a HUB rule it is blocked (docs/usb.md warns).
     let e = one(r.plug("usb1/1-5", 9, 0, 1));
     assert_eq!(e.action, DeviceAction::Block);
