@@ -600,6 +600,51 @@ fn detach_and_restart_adopts_state() {
     });
 }
 
+/// Through the real handler: authorize first, then ask the driver core to probe.
+#[test]
+fn authorize_then_probe_in_order() {
+    in_netns(|| {
+        use kubearmor_usb::sysfs::{DirSysfs, Op, Recording};
+        let tmp = tmpdir();
+        let tree = FakeTree::create(tmp.path().join("sys")).unwrap();
+        tree.add_root_hub(1).unwrap();
+        let rec = Arc::new(Recording::new(DirSysfs::new(tree.root())));
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let h = UsbHandler::start_with_sysfs(
+            config(&tmp, true),
+            rec.clone(),
+            device_policy(&block_keyboard(), Posture::Audit),
+            move |e| {
+                let _ = tx.lock().unwrap().send(e);
+            },
+        )
+        .unwrap();
+        let sender = UeventSender::open().unwrap();
+        appear(&tree, "1-1:1.0", 3, 1, 2);
+        sender
+            .send(&msg("add", "usb1/1-1/1-1:1.0", 3, 1, 2))
+            .unwrap();
+        let e = rx.recv_timeout(WAIT).unwrap();
+        assert_eq!(e.action, DeviceAction::Audit);
+        let ops: Vec<Op> = rec
+            .ops()
+            .into_iter()
+            .filter(|o| !matches!(o, Op::Write { name, .. } if name == "usb1"))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                Op::write("1-1:1.0", Attr::Authorized, "1"),
+                Op::Probe("1-1:1.0".into())
+            ]
+        );
+        let timed = rec.timed_ops();
+        assert!(timed.windows(2).all(|w| w[0].0 <= w[1].0));
+        h.stop().unwrap();
+    });
+}
+
 #[test]
 fn start_without_usb_sysfs_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
