@@ -21,6 +21,10 @@ use crate::protocol::{Container, HookRequest, Operation, Owner};
 /// re-read [`Registry::snapshot`]).
 pub const EVENT_CAPACITY: usize = 1024;
 
+/// Most containers the registry holds; creates beyond it are rejected (a runaway or hostile
+/// client must not exhaust the daemon's memory).
+pub const MAX_CONTAINERS: usize = 65_536;
+
 /// Where a registration came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -182,6 +186,8 @@ pub enum RegistryError {
     EmptyId,
     #[error("container id {0:?} is longer than 1024 bytes or holds control characters")]
     BadId(String),
+    #[error("the registry holds {MAX_CONTAINERS} containers already")]
+    Full,
 }
 
 /// A snapshot plus the stream of later changes.
@@ -289,6 +295,12 @@ impl Registry {
             Operation::Create => {
                 let mut record = ContainerRecord::from_container(&req.container, source);
                 self.verify_with_proc(&mut record);
+                {
+                    let inner = self.read();
+                    if inner.by_id.len() >= MAX_CONTAINERS && !inner.by_id.contains_key(id) {
+                        return Err(RegistryError::Full);
+                    }
+                }
                 Ok(self.upsert(record))
             }
         }

@@ -240,19 +240,22 @@ impl HookServer {
             .map_err(io_err(format!("listen {}", config.socket_path.display())))?;
         let config = Arc::new(config);
         let mut tasks = JoinSet::new();
-        if let Readiness::AwaitDetached { max_wait } = config.readiness {
-            let gate = gate.clone();
-            tasks.spawn(async move {
-                tokio::time::sleep(max_wait).await;
-                if !gate.is_ready() {
-                    tracing::warn!(
-                        ?max_wait,
-                        "no detached replay arrived; opening the ka.sock gate anyway"
-                    );
-                }
-                gate.open();
-            });
-        }
+        let gate_timer = match config.readiness {
+            Readiness::AwaitDetached { max_wait } => {
+                let gate = gate.clone();
+                Some(tokio::spawn(async move {
+                    tokio::time::sleep(max_wait).await;
+                    if !gate.is_ready() {
+                        tracing::warn!(
+                            ?max_wait,
+                            "no detached replay arrived; opening the ka.sock gate anyway"
+                        );
+                    }
+                    gate.open();
+                }))
+            }
+            Readiness::Open => None,
+        };
         let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
         tokio::pin!(shutdown);
         loop {
@@ -288,6 +291,9 @@ impl HookServer {
             while tasks.try_join_next().is_some() {}
         }
         drop(listener);
+        if let Some(t) = gate_timer {
+            t.abort();
+        }
         remove_own_socket(&config.socket_path, socket_ino);
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(config.shutdown_grace, drain)
@@ -435,6 +441,7 @@ mod tests {
             let server = HookServer::bind(
                 ServerConfig {
                     readiness,
+                    shutdown_grace: Duration::from_millis(100),
                     ..ServerConfig::with_socket(&path)
                 },
                 registry.clone(),

@@ -189,8 +189,9 @@ fn registered_before_first_instruction_and_unregistered_at_poststop() {
         "registered {:.1} ms before the container's first command",
         (started_ns - registered_ns) as f64 / 1e6
     );
-    // the same process, now running the user command
+    // the same process, now running the user command, is the container's init for runc
     assert_eq!(comm(record.pid), "sleep");
+    assert_eq!(runc.state(&id).unwrap()["pid"], record.pid);
     assert_eq!(registry.by_pid(record.pid).unwrap().unwrap().id, id);
 
     // poststop (runc delete) unregisters
