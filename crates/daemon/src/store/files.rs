@@ -169,6 +169,31 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<Fingerprint> {
     result
 }
 
+/// Whether `name` is one of [`write_atomic`]'s temporary files: `.<name>.<pid>.<n>.tmp`.
+fn is_temp_file_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, '.');
+    let counter = parts.next().unwrap_or_default();
+    let pid = parts.next().unwrap_or_default();
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    numeric(counter) && numeric(pid) && parts.next().is_some_and(|b| !b.is_empty())
+}
+
+/// Removes temporary files a crash left behind in `dir`; returns their paths.
+pub fn remove_stale_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(is_temp_file_name))
+        .map(|e| e.path())
+        .filter(|p| fs::remove_file(p).is_ok())
+        .collect()
+}
+
 /// Removes a file and makes the removal durable.
 pub fn remove(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
@@ -241,6 +266,19 @@ mod tests {
         remove(&p).unwrap();
         remove(&p).unwrap();
         assert!(list(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_temp_files() {
+        assert!(is_temp_file_name(".hsp-x.yaml.123.0.tmp"));
+        assert!(!is_temp_file_name(".hsp-x.yaml.tmp"));
+        assert!(!is_temp_file_name("hsp-x.yaml.1.2.tmp"));
+        assert!(!is_temp_file_name(".notes.tmp"));
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".hsp-x.yaml.99.3.tmp"), "partial").unwrap();
+        fs::write(dir.path().join("hsp-x.yaml"), "{}").unwrap();
+        assert_eq!(remove_stale_temp_files(dir.path()).len(), 1);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

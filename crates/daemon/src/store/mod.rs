@@ -145,7 +145,11 @@ impl PolicyStore {
         let scope = Arc::new(settings.scope.clone());
         match files::ensure_dir(&settings.dir) {
             Ok(true) => tracing::info!("created the policy directory {}", settings.dir.display()),
-            Ok(false) => {}
+            Ok(false) => {
+                for stale in files::remove_stale_temp_files(&settings.dir) {
+                    tracing::info!("removed {} (left by an interrupted write)", stale.display());
+                }
+            }
             Err(e) => tracing::warn!(
                 "cannot create the policy directory {}: {e}; policies received over gRPC cannot be persisted",
                 settings.dir.display()
@@ -378,23 +382,24 @@ impl PolicyStore {
                 for w in &change.warnings {
                     tracing::warn!("{method}: {w}");
                 }
+                // The document includes the kind, so a kind change is never "identical".
+                let identical = existing.as_ref().is_some_and(|old| old.document == doc);
                 let status = match (channel, change.change, &existing) {
                     (Channel::Host, _, None) => PolicyStatus::Applied,
-                    (Channel::Host, _, Some(old))
-                        if old.document == doc && old.policy.kind == policy.kind =>
-                    {
-                        return ChangeOutcome::new(
-                            PolicyStatus::Applied,
-                            format!(
-                                "{method}: {} {} unchanged (identical content)",
-                                policy.kind, policy.name
-                            ),
-                        );
-                    }
+                    (Channel::Host, _, Some(_)) if identical => PolicyStatus::Applied,
                     (Channel::Host, _, Some(_)) => PolicyStatus::Modified,
                     (Channel::Container, ChangeType::Modified, _) => PolicyStatus::Modified,
                     (Channel::Container, _, _) => PolicyStatus::Applied,
                 };
+                if identical {
+                    return ChangeOutcome::new(
+                        status,
+                        format!(
+                            "{method}: {} {} unchanged (identical content)",
+                            policy.kind, policy.name
+                        ),
+                    );
+                }
                 self.put(&mut state, method, policy, doc, existing, status)
             }
         }
