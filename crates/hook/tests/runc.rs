@@ -45,6 +45,15 @@ impl ChangeHandler for HoldFirst {
     }
 }
 
+/// Lets a held hook go when the test ends early, so runc can finish and be cleaned up.
+struct ReleaseOnDrop(Arc<tokio::sync::Semaphore>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -101,6 +110,8 @@ fn registered_before_first_instruction_and_unregistered_at_poststop() {
         runc: runc.clone(),
         id: id.clone(),
     };
+    // dropped before the guard: a failing assertion releases the hook first
+    let _release_on_exit = ReleaseOnDrop(release.clone());
     let log = tmp.path().join("run.log");
     let runner = {
         let (runc, id, dir, log) = (runc.clone(), id.clone(), bundle.dir.clone(), log.clone());
