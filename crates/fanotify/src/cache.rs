@@ -83,6 +83,12 @@ impl Profiles {
         out
     }
 
+    /// Whether any rule set has process or file rules (else every open and exec is a plain
+    /// log for everyone, and the subject does not matter).
+    pub(crate) fn any_path_rules(&self) -> bool {
+        !self.sets.is_empty()
+    }
+
     pub(crate) fn get(&self, set: &Arc<RuleSet>) -> Option<&Profile> {
         self.by_ptr.get(&key(set))
     }

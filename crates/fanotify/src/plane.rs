@@ -22,7 +22,7 @@ use crate::elf;
 use crate::event::{self, AccessMode, EventSink, ExecKind, Hook, Outcome, PlaneEvent};
 use crate::intent::{flags_write, ExecCall, OpenIntent, ProcSyscallIntent};
 use crate::procfs::{self, ProcError, Stat, Status};
-use crate::subject::{ProcResolver, Rules, SubjectKey, SubjectResolver};
+use crate::subject::{Identity, ProcResolver, Rules, SubjectKey, SubjectResolver};
 use crate::sys::{self, GroupInfo, InitWants, RawEvent, PERM_MASK};
 
 /// What to answer for an event the plane cannot decide (the resolver failed, `/proc` of
@@ -1111,9 +1111,13 @@ impl Worker {
             );
         }
         let snap = self.shared.snapshot.load_full();
-        let identity = match self.resolver.resolve(tid) {
-            Ok(i) => i,
-            Err(e) => return self.fail(hook, tid, Some(path), format!("subject: {e}")),
+        let identity = if snap.profiles.any_path_rules() {
+            match self.resolver.resolve(tid, snap.rules.want()) {
+                Ok(i) => i,
+                Err(e) => return self.fail(hook, tid, Some(path), format!("subject: {e}")),
+            }
+        } else {
+            Identity::default()
         };
         let subject = snap.rules.subject(&identity);
         let set = snap.rules.rule_set(subject).cloned();
@@ -1261,11 +1265,7 @@ impl Worker {
                 let mut verdict = d.verdict;
                 let mut outcome = event::outcome_of(&d, emit_logs);
                 let mut loader_check = false;
-                if verdict == Verdict::Allow
-                    && p.process_rules
-                    && !self.loaders.is_empty()
-                    && self.is_loader(task)
-                {
+                if verdict == Verdict::Allow && p.process_rules && self.is_loader(task) {
                     loader_check = true;
                     let e = set.decide_exec(&req);
                     let (v, o) = explicit_only(&e, emit_logs);
@@ -1327,32 +1327,62 @@ impl Worker {
                 },
             );
         }
-        if !self.loaders.is_empty() || info.loader_like {
+        // A new program replaces a loader run directly.
+        if let Some(tgid) = self.loader_of(task) {
+            self.loaders.remove(&tgid);
+        }
+        if info.loader_like {
             let Ok(status) = task.status() else {
                 return;
             };
-            self.loaders.remove(&status.tgid);
-            if info.loader_like {
-                if let Ok(s) = task.stat() {
-                    if self.loaders.len() >= MAX_TRACKED {
-                        self.loaders.retain(|pid, start| {
-                            procfs::stat(*pid).is_ok_and(|s| s.start_time == *start)
-                        });
-                    }
-                    self.loaders.insert(status.tgid, s.start_time);
+            // The process keeps its leader's start time across exec (de_thread copies it).
+            if let Ok(s) = procfs::stat(status.tgid) {
+                if self.loaders.len() >= MAX_TRACKED {
+                    self.loaders.retain(|pid, start| {
+                        procfs::stat(*pid).is_ok_and(|s| s.start_time == *start)
+                    });
                 }
+                self.loaders.insert(status.tgid, s.start_time);
             }
         }
     }
 
-    fn is_loader(&self, task: &mut Task) -> bool {
-        let Ok(status) = task.status() else {
+    /// The tracked loader process `task` belongs to, if any. `tgkill(tgid, tid, 0)` tests
+    /// membership without a /proc read while few loaders are tracked.
+    fn loader_of(&self, task: &mut Task) -> Option<u32> {
+        if self.loaders.is_empty() {
+            return None;
+        }
+        if self.loaders.len() <= 32 {
+            return self.loaders.keys().copied().find(|&tgid| {
+                // SAFETY: signal 0 sends nothing; it only checks tid is in group tgid.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_tgkill,
+                        tgid as libc::pid_t,
+                        task.tid as libc::pid_t,
+                        0,
+                    ) == 0
+                }
+            });
+        }
+        let tgid = task.status().ok()?.tgid;
+        self.loaders.contains_key(&tgid).then_some(tgid)
+    }
+
+    fn is_loader(&mut self, task: &mut Task) -> bool {
+        let Some(tgid) = self.loader_of(task) else {
             return false;
         };
-        let Some(start) = self.loaders.get(&status.tgid) else {
+        let Some(start) = self.loaders.get(&tgid).copied() else {
             return false;
         };
-        task.stat().is_ok_and(|s| s.start_time == *start)
+        if procfs::stat(tgid).is_ok_and(|s| s.start_time == start) {
+            return true;
+        }
+        // The loader process is gone and its pid reused.
+        self.loaders.remove(&tgid);
+        false
     }
 
     fn cacheable(&mut self, path: &str, st: &FileStat, snap: &Snapshot) -> bool {

@@ -84,6 +84,14 @@ impl Rules {
         }
     }
 
+    /// What a resolver must find out to pick a subject under these rules.
+    pub fn want(&self) -> Want {
+        Want {
+            cgroup: !self.containers.is_empty(),
+            pidns: self.host.is_some(),
+        }
+    }
+
     pub fn rule_set(&self, key: SubjectKey) -> Option<&Arc<RuleSet>> {
         match key {
             SubjectKey::Host => self.host.as_ref(),
@@ -103,12 +111,24 @@ impl Rules {
 #[error("{0}")]
 pub struct ResolveError(pub String);
 
+/// What the plane needs to know from a resolver for the current rules (it asks for nothing,
+/// and does not call the resolver, when no rule set has process or file rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Want {
+    /// Some container is registered: the cgroup id matters.
+    pub cgroup: bool,
+    /// Host rules exist: whether the task is in the host pid namespace matters.
+    pub pidns: bool,
+}
+
 /// Maps a thread to an [`Identity`]. Called on the decision thread for every event that is
 /// not cached: it must not block, must not take locks held across I/O and must not open files
 /// on a marked filesystem. The lead's BPF map (`tid -> cgroup id`) is the fast path; fall
 /// back to [`ProcResolver`].
 pub trait SubjectResolver: Send + Sync {
-    fn resolve(&self, tid: u32) -> Result<Identity, ResolveError>;
+    /// `want` says which fields matter now; a resolver may fill more (a BPF map lookup gives
+    /// everything at once) or only those (the /proc reads cost 4-20 µs each).
+    fn resolve(&self, tid: u32, want: Want) -> Result<Identity, ResolveError>;
 }
 
 /// Reads `/proc/<tid>/cgroup` (the `0::` line) and stats the directory in the cgroup v2
@@ -141,8 +161,13 @@ impl ProcResolver {
 }
 
 impl SubjectResolver for ProcResolver {
-    fn resolve(&self, tid: u32) -> Result<Identity, ResolveError> {
-        let cgroup_id = match (&self.cgroup2_root, procfs::cgroup_v2_path(tid)) {
+    fn resolve(&self, tid: u32, want: Want) -> Result<Identity, ResolveError> {
+        let cgroup = if want.cgroup {
+            procfs::cgroup_v2_path(tid)
+        } else {
+            Ok(None)
+        };
+        let cgroup_id = match (&self.cgroup2_root, cgroup) {
             (Some(root), Ok(Some(rel))) => {
                 let dir = root.join(rel.trim_start_matches('/'));
                 match nix::sys::stat::stat(&dir) {
@@ -156,8 +181,10 @@ impl SubjectResolver for ProcResolver {
             _ => None,
         };
         let host_pidns = match self.own_pidns {
-            Some(own) => Some(procfs::pid_ns(tid).map_err(|e| ResolveError(e.to_string()))? == own),
-            None => None,
+            Some(own) if want.pidns => {
+                Some(procfs::pid_ns(tid).map_err(|e| ResolveError(e.to_string()))? == own)
+            }
+            _ => None,
         };
         Ok(Identity {
             cgroup_id,
@@ -213,7 +240,11 @@ mod tests {
     #[test]
     fn resolves_own_process() {
         let r = ProcResolver::new();
-        let id = r.resolve(std::process::id());
+        let all = Want {
+            cgroup: true,
+            pidns: true,
+        };
+        let id = r.resolve(std::process::id(), all);
         // Our own task is in our own pid namespace.
         assert_eq!(id.ok().and_then(|i| i.host_pidns), Some(true));
     }

@@ -96,6 +96,18 @@ fn alert_action(e: &PlaneEvent) -> Option<(&'static str, String)> {
     }
 }
 
+/// Host rules with one process rule that matches nothing here: the plane must identify
+/// the subject (call the resolver) for every event.
+fn unrelated_rule() -> Rules {
+    host_rules(
+        &host_policy(
+            "unrelated",
+            "  process:\n    matchPaths:\n    - path: /nonexistent/ka-fan-unrelated\n  action: Block\n",
+        ),
+        AUDIT,
+    )
+}
+
 /// The helper entry point: a child re-run of this binary doing one syscall (or running a
 /// plane). Does nothing in the parent.
 #[test]
@@ -427,14 +439,14 @@ fn own_process_is_ignored() {
 fn shutdown_drains_pending_events() {
     struct Slow;
     impl SubjectResolver for Slow {
-        fn resolve(&self, _tid: u32) -> Result<Identity, ResolveError> {
+        fn resolve(&self, _tid: u32, _want: Want) -> Result<Identity, ResolveError> {
             std::thread::sleep(Duration::from_millis(100));
             Ok(Identity::default())
         }
     }
     let fs = TmpFs::new();
     let files: Vec<_> = (0..6).map(|i| fs.write(&format!("f{i}"), "x")).collect();
-    let fx = Fixture::with("drain", fs, Rules::default(), Config::default(), |b| {
+    let fx = Fixture::with("drain", fs, unrelated_rule(), Config::default(), |b| {
         b.resolver(Arc::new(Slow))
     });
     let children: Vec<_> = files
@@ -475,7 +487,7 @@ fn shutdown_drains_pending_events() {
 fn undecidable_events_use_the_fail_mode() {
     struct Broken;
     impl SubjectResolver for Broken {
-        fn resolve(&self, _tid: u32) -> Result<Identity, ResolveError> {
+        fn resolve(&self, _tid: u32, _want: Want) -> Result<Identity, ResolveError> {
             Err(ResolveError("registry unavailable".into()))
         }
     }
@@ -489,7 +501,7 @@ fn undecidable_events_use_the_fail_mode() {
             fail_mode: mode,
             ..Config::default()
         };
-        let fx = Fixture::with("fail_mode", fs, Rules::default(), config, |b| {
+        let fx = Fixture::with("fail_mode", fs, unrelated_rule(), config, |b| {
             b.resolver(Arc::new(Broken))
         });
         assert_eq!(helper_open(&f, "r"), expect, "{mode:?}");
@@ -783,7 +795,7 @@ fn spawn_plane_child(fs: &TmpFs, policy: &str, hang: bool) -> std::process::Chil
 pub fn child_plane() -> i32 {
     struct Hang;
     impl SubjectResolver for Hang {
-        fn resolve(&self, _tid: u32) -> Result<Identity, ResolveError> {
+        fn resolve(&self, _tid: u32, _want: Want) -> Result<Identity, ResolveError> {
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
             }
@@ -867,7 +879,7 @@ fn listener_death_fails_open() {
 /// A resolver that blocks until released.
 struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
 impl SubjectResolver for Gate {
-    fn resolve(&self, _tid: u32) -> Result<Identity, ResolveError> {
+    fn resolve(&self, _tid: u32, _want: Want) -> Result<Identity, ResolveError> {
         let (m, cv) = &*self.0;
         let mut open = m.lock().unwrap();
         while !*open {
@@ -890,7 +902,7 @@ fn stalled_decision_fails_open() {
         ..Config::default()
     };
     let g = gate.clone();
-    let fx = Fixture::with("stall", fs, Rules::default(), config, |b| {
+    let fx = Fixture::with("stall", fs, unrelated_rule(), config, |b| {
         b.resolver(Arc::new(Gate(g)))
     });
     let t = Instant::now();
@@ -930,7 +942,7 @@ fn shutdown_does_not_wait_for_a_stuck_thread() {
         ..Config::default()
     };
     let g = gate.clone();
-    let fx = Fixture::with("stuck", fs, Rules::default(), config, |b| {
+    let fx = Fixture::with("stuck", fs, unrelated_rule(), config, |b| {
         b.resolver(Arc::new(Gate(g)))
     });
     let opener = helper(
