@@ -68,5 +68,11 @@ echo "policies loaded: $loaded host policies ($policies files)"
 echo "idle RSS: $(rss) KiB"
 awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$idle" 'BEGIN { printf "idle CPU: %d ticks in %d s = %.3f%% of one CPU\n", d, s, 100 * d / hz / s }'
 "$lat" "http://127.0.0.1:$port" 100
+# The daemon logs, per add, the time to write the file (fsync included) and to recompile + swap.
+timings=$(sed -n 's/.* in \([0-9.]*\) ms, rules compiled and swapped in \([0-9.]*\) ms.*/\1 \2/p' "$work/daemon.log")
+median() { sort -n | awk '{v[NR]=$1} END { if (NR) printf "%.2f", v[int((NR+1)/2)] }'; }
+if [ -n "$timings" ]; then
+    echo "  of which (daemon side, median): write+fsync $(awk '{print $1}' <<<"$timings" | median) ms, compile+swap $(awk '{print $2}' <<<"$timings" | median) ms"
+fi
 echo "RSS after the adds and deletes: $(rss) KiB"
 echo "policy directory filesystem: $(df -T "$work" | awk 'NR==2 {print $2}')"

@@ -504,6 +504,7 @@ impl PolicyStore {
             }
             Err(e) => return ChangeOutcome::new(PolicyStatus::Failure, format!("{method}: {e}")),
         };
+        let started = std::time::Instant::now();
         let fingerprint = match files::write_atomic(&path, &text) {
             Ok(fp) => fp,
             Err(e) => {
@@ -530,14 +531,18 @@ impl PolicyStore {
                 error: None,
             },
         );
+        let written = started.elapsed();
         let map = collect(&state.files);
         self.swap(state, map);
+        let swapped = started.elapsed() - written;
         ChangeOutcome::new(
             status,
             format!(
-                "{method}: {kind} {name} {} (written to {})",
+                "{method}: {kind} {name} {} (written to {} in {:.1} ms, rules compiled and swapped in {:.1} ms)",
                 status.as_str_name(),
-                path.display()
+                path.display(),
+                written.as_secs_f64() * 1e3,
+                swapped.as_secs_f64() * 1e3
             ),
         )
     }
