@@ -371,3 +371,30 @@ async fn a_stalled_subscriber_does_not_hold_up_another() {
         .unwrap();
     assert_eq!(r.into_inner().retval, 9);
 }
+
+#[tokio::test]
+async fn debug_mode_streams_daemon_messages() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir, Options::config("debug: true\n"));
+    let mut messages = d
+        .log_client()
+        .await
+        .watch_messages(RequestMessage {
+            filter: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // A policy change logs a line, which reaches the message stream.
+    let mut c = d.policy_client().await;
+    send_host(&mut c, "ADDED", host_policy("hsp-msg", "/etc/shadow")).await;
+    loop {
+        let m = next(&mut messages).await;
+        assert_eq!(m.r#type, "Message");
+        assert_eq!(m.host_name, "test-vm");
+        if m.message.contains("hsp-msg") {
+            assert_eq!(m.level, "INFO");
+            break;
+        }
+    }
+}
