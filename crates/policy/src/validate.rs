@@ -67,12 +67,15 @@ pub(crate) fn validate_document(
         },
     };
 
-    let (name, namespace) = match &doc.metadata {
+    // `namespaceName` (upstream's JSON backups, e.g. `container_namespace`) is not a
+    // Kubernetes name and is only used outside Kubernetes, where namespaces are ignored.
+    let (name, namespace, checked_ns) = match &doc.metadata {
         Some(m) => (
             m.name.clone(),
             m.namespace.clone().or_else(|| m.namespace_name.clone()),
+            m.namespace.clone(),
         ),
-        None => (None, None),
+        None => (None, None, None),
     };
     let name = match name {
         Some(n) => {
@@ -84,7 +87,7 @@ pub(crate) fn validate_document(
             String::new()
         }
     };
-    if let Some(ns) = &namespace {
+    if let Some(ns) = &checked_ns {
         if kind == PolicyKind::Container {
             check_name(ns, "metadata.namespace", d);
         }

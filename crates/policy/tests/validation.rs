@@ -203,3 +203,10 @@ fn grpc_envelope() {
     let e = parse_policy_change(ksp.to_string().as_bytes(), PolicyKind::Host).unwrap_err();
     assert!(e.to_string().contains("cannot be sent as"), "{e}");
 }
+
+#[test]
+fn upstream_backup_namespace_name_is_accepted() {
+    let backup = r#"{"kind":"KubeArmorPolicy","metadata":{"name":"ksp-x","namespaceName":"container_namespace"},"spec":{"selector":{"matchLabels":{"kubearmor.io/container.name":"web"}},"process":{"matchPaths":[{"path":"/bin/ls"}]},"action":"Block"}}"#;
+    let parsed = parse_policies(backup, "backup.yaml").unwrap();
+    assert_eq!(parsed.policies[0].namespace.as_deref(), Some("container_namespace"));
+}
