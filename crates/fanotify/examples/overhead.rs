@@ -48,12 +48,6 @@ fn main() {
         ba = b_allow.display()
     ));
 
-    struct Scenario {
-        name: &'static str,
-        plane: Option<(Rules, bool)>,
-        file: PathBuf,
-        bin: PathBuf,
-    }
     let scenarios = [
         Scenario {
             name: "no listener",
@@ -91,6 +85,36 @@ fn main() {
         "fanotify plane overhead: {opens} open+close, {execs} fork+exec+wait per scenario, tmpfs, {}",
         kernel()
     );
+    let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("affinity");
+    let placements: &[(&str, bool)] = &[
+        ("plane and opener pinned to one CPU", true),
+        ("free placement (cross-CPU wakeups)", false),
+    ];
+    for (label, pin) in placements {
+        // Threads and children inherit the affinity set here.
+        let mut set = cpus;
+        if *pin {
+            set = nix::sched::CpuSet::new();
+            let first = (0..nix::sched::CpuSet::count())
+                .find(|c| cpus.is_set(*c).unwrap_or(false))
+                .unwrap_or(0);
+            set.set(first).expect("cpu");
+        }
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("affinity");
+        println!("\n{label}:");
+        table(&scenarios, &fs.root, opens, execs);
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).expect("affinity");
+}
+
+struct Scenario {
+    name: &'static str,
+    plane: Option<(Rules, bool)>,
+    file: PathBuf,
+    bin: PathBuf,
+}
+
+fn table(scenarios: &[Scenario], root: &Path, opens: usize, execs: usize) {
     println!(
         "{:<40} {:>10} {:>10} {:>10} {:>11} {:>11} {:>11}",
         "scenario", "open p50", "open p99", "plane CPU", "exec p50", "exec p99", "plane CPU"
@@ -99,17 +123,18 @@ fn main() {
         "{:<40} {:>10} {:>10} {:>10} {:>11} {:>11} {:>11}",
         "", "(us)", "(us)", "(us/op)", "(us)", "(us)", "(us/op)"
     );
-    for s in &scenarios {
+    for s in scenarios {
         let plane = s.plane.as_ref().map(|(r, cache)| {
             let config = Config {
                 allow_cache: *cache,
+                exec_tracking: std::env::var_os("KA_FAN_NO_EXEC_TRACKING").is_none(),
                 ..Config::default()
             };
             let p = Plane::builder(config)
                 .rules(r.clone())
                 .start()
                 .expect("start plane");
-            p.mark_filesystem(&fs.root).expect("mark tmpfs");
+            p.mark_filesystem(root).expect("mark tmpfs");
             p
         });
         let cpu0 = cpu_time();
@@ -130,8 +155,14 @@ fn main() {
         );
         if let Some(st) = stats {
             eprintln!(
-                "    events {} (exec {}, open {}), denied {}, cache marks {}, undecided {}",
-                st.events, st.exec_events, st.open_events, st.denied, st.cache_marks, st.undecided
+                "    events {} (exec {}, open {}), denied {}, cache marks {}, undecided {}, {:.1} us per event in the decision thread",
+                st.events,
+                st.exec_events,
+                st.open_events,
+                st.denied,
+                st.cache_marks,
+                st.undecided,
+                st.decision_ns as f64 / 1e3 / st.events.max(1) as f64
             );
         }
     }
@@ -211,11 +242,24 @@ fn worker(args: &[String]) {
     println!("{:.3} {:.3}", pct(0.5), pct(0.99));
 }
 
+/// CPU time of the plane's threads (`fanotify-*`), from schedstat (nanoseconds).
 fn cpu_time() -> Duration {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    let mut ns = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for t in dir.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("fanotify-") {
+                continue;
+            }
+            let s = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(ns)
 }
 
 fn kernel() -> String {

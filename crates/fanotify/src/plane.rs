@@ -123,7 +123,7 @@ pub enum Error {
     Flush(Errno),
     #[error("the plane is stopped")]
     Stopped,
-    #[error("starting the decision thread: {0}")]
+    #[error("starting the plane: {0}")]
     Thread(std::io::Error),
     #[error("eventfd: {0}")]
     Wake(Errno),
@@ -163,6 +163,9 @@ pub struct Stats {
     pub response_errors: u64,
     pub read_errors: u64,
     pub panics: u64,
+    /// Wall time the decision thread spent on events (read to answer, cache mark, close),
+    /// in nanoseconds; divide by `events` for the cost per event.
+    pub decision_ns: u64,
     /// Snapshot generation (bumped by every swap and flush).
     pub generation: u64,
     pub running: bool,
@@ -189,6 +192,7 @@ struct Counters {
     response_errors: AtomicU64,
     read_errors: AtomicU64,
     panics: AtomicU64,
+    decision_ns: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -214,6 +218,8 @@ struct Shared {
     epoch: Instant,
     /// Written once by the thread when it stops on its own; read by `stats()`.
     stopped_because: Mutex<Option<String>>,
+    /// /dev/null, opened at start, for `abort`.
+    null: std::fs::File,
 }
 
 /// Vetoes caching a file the conservative predicate would cache (daemon knowledge, e.g.
@@ -288,6 +294,7 @@ impl PlaneBuilder {
             busy_since: AtomicU64::new(0),
             epoch: Instant::now(),
             stopped_because: Mutex::new(None),
+            null: std::fs::File::open("/dev/null").map_err(Error::Thread)?,
         });
         let group = Arc::new(group);
         let weak = Arc::downgrade(&group);
@@ -316,6 +323,7 @@ impl PlaneBuilder {
             cache_generation: 0,
             cache_capacity: capacity,
             evictable: true,
+            pid: std::process::id(),
         };
         let thread = std::thread::Builder::new()
             .name("fanotify-decide".into())
@@ -545,6 +553,7 @@ impl Plane {
             response_errors: g(&c.response_errors),
             read_errors: g(&c.read_errors),
             panics: g(&c.panics),
+            decision_ns: g(&c.decision_ns),
             generation: self.shared.generation.load(Ordering::SeqCst),
             running: self.is_running(),
             stopped_because: lock(&self.shared.stopped_because).clone(),
@@ -629,15 +638,11 @@ fn abort(shared: &Shared, group: &Weak<Fanotify>, why: &str) {
             *s = Some(format!("aborted: {why}"));
         }
     }
-    match std::fs::File::open("/dev/null") {
-        Ok(null) => {
-            // SAFETY: both fds are open and owned (`g` keeps the group's fd number ours).
-            let r = unsafe { libc::dup3(null.as_raw_fd(), sys::raw(&g), libc::O_CLOEXEC) };
-            if r < 0 {
-                tracing::error!(error = %Errno::last(), "fanotify abort: dup3 failed");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "fanotify abort: /dev/null"),
+    // /dev/null was opened at start: an open here could wait on the stuck thread itself.
+    // SAFETY: both fds are open and owned (`g` keeps the group's fd number ours).
+    let r = unsafe { libc::dup3(shared.null.as_raw_fd(), sys::raw(&g), libc::O_CLOEXEC) };
+    if r < 0 {
+        tracing::error!(error = %Errno::last(), "fanotify abort: dup3 failed");
     }
     shared.stop.store(true, Ordering::SeqCst);
     let _ = shared.wake.write(1);
@@ -825,6 +830,8 @@ struct Worker {
     cache_generation: u64,
     cache_capacity: usize,
     evictable: bool,
+    /// Our process id, taken when the thread starts.
+    pid: u32,
 }
 
 const MAX_TRACKED: usize = 4096;
@@ -984,6 +991,11 @@ impl Worker {
         }
         self.shared.busy_since.store(0, Ordering::SeqCst);
         drop(ev);
+        let spent = self.shared.epoch.elapsed().as_nanos() as u64 - now;
+        self.shared
+            .counters
+            .decision_ns
+            .fetch_add(spent, Ordering::Relaxed);
         if let Some(e) = decided.event {
             if self.sink.offer(e) {
                 inc(&self.shared.counters.emitted);
@@ -1081,7 +1093,7 @@ impl Worker {
             );
         }
         let tid = ev.pid as u32;
-        if procfs::is_own_thread(tid) {
+        if procfs::is_own_thread(tid, self.pid) {
             inc(&c.own_process);
             return Decided {
                 allow: true,

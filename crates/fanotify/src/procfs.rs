@@ -47,7 +47,32 @@ pub struct Stat {
 }
 
 pub(crate) fn read(tid: u32, what: &'static str) -> Result<Vec<u8>, ProcError> {
-    std::fs::read(format!("/proc/{tid}/{what}")).map_err(|e| ProcError::new(tid, what, e))
+    read_small(&format!("/proc/{tid}/{what}")).map_err(|e| ProcError::new(tid, what, e))
+}
+
+/// Reads a small procfs file in as few syscalls as possible (open, read, read, close:
+/// `std::fs::read` adds a statx and starts with 32-byte reads because procfs sizes are 0).
+pub(crate) fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if buf.len() >= 1 << 20 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 pub(crate) fn status(tid: u32) -> Result<Status, ProcError> {
@@ -83,8 +108,8 @@ pub(crate) fn pid_ns(tid: u32) -> Result<u64, ProcError> {
 
 /// Whether `tid` is a thread of this process: `tgkill(getpid(), tid, 0)` succeeds only for
 /// a thread of our thread group (0.3 µs; a /proc/self/task lookup costs 4 µs).
-pub(crate) fn is_own_thread(tid: u32) -> bool {
-    let me = std::process::id() as libc::pid_t;
+pub(crate) fn is_own_thread(tid: u32, me: u32) -> bool {
+    let me = me as libc::pid_t;
     if tid as libc::pid_t == me {
         return true;
     }
@@ -326,16 +351,16 @@ mod tests {
 
     #[test]
     fn own_process_and_memory() {
-        assert!(is_own_thread(std::process::id()));
+        assert!(is_own_thread(std::process::id(), std::process::id()));
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
             let _ = tx.send(nix::unistd::gettid().as_raw() as u32);
             std::thread::sleep(std::time::Duration::from_millis(50));
         });
         let tid = rx.recv().unwrap_or(0);
-        assert!(is_own_thread(tid));
+        assert!(is_own_thread(tid, std::process::id()));
         let _ = t.join();
-        assert!(!is_own_thread(1));
+        assert!(!is_own_thread(1, std::process::id()));
         let s = std::ffi::CString::new("hello").unwrap_or_default();
         let got = read_cstr(std::process::id(), s.as_ptr() as u64, 100);
         assert_eq!(got.ok(), Some(b"hello".to_vec()));
