@@ -22,6 +22,7 @@ pub(crate) struct Profile {
     /// Any process or file rule, or an allow-list for either family.
     pub path_rules: bool,
     pub process_rules: bool,
+    pub process_allow_list: bool,
     pub needs_source: bool,
     pub needs_owner: bool,
     pub needs_tty: bool,
@@ -35,6 +36,7 @@ impl Profile {
     pub(crate) fn of(set: &RuleSet) -> Self {
         let mut p = Profile {
             process_rules: set.has_rules(Family::Process) || set.allow_list(Family::Process),
+            process_allow_list: set.allow_list(Family::Process),
             ..Default::default()
         };
         p.path_rules =
@@ -87,6 +89,15 @@ impl Profiles {
     /// log for everyone, and the subject does not matter).
     pub(crate) fn any_path_rules(&self) -> bool {
         !self.sets.is_empty()
+    }
+
+    /// Whether any rule set has process rules / a process allow-list.
+    pub(crate) fn any_process_rules(&self) -> bool {
+        self.sets.iter().any(|(_, p)| p.process_rules)
+    }
+
+    pub(crate) fn any_process_allow_list(&self) -> bool {
+        self.sets.iter().any(|(_, p)| p.process_allow_list)
     }
 
     pub(crate) fn get(&self, set: &Arc<RuleSet>) -> Option<&Profile> {

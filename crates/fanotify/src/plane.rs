@@ -1162,7 +1162,7 @@ impl Worker {
             && step.outcome.is_none()
             && (!step.intent_unknown || self.config.unknown_intent.cache)
             && utf8
-            && self.cacheable(&path, &st, &snap);
+            && self.cacheable(&path, &st, &snap, fd);
         let event = step.outcome.map(|outcome| {
             let status = task.status().ok();
             let source = step.source.or_else(|| task.exe().ok());
@@ -1397,12 +1397,32 @@ impl Worker {
         false
     }
 
-    fn cacheable(&mut self, path: &str, st: &FileStat, snap: &Snapshot) -> bool {
+    fn cacheable(
+        &mut self,
+        path: &str,
+        st: &FileStat,
+        snap: &Snapshot,
+        fd: BorrowedFd<'_>,
+    ) -> bool {
         if !self.config.allow_cache
             || st.st_mode & libc::S_IFMT != libc::S_IFREG
             || st.st_nlink != 1
         {
             return false;
+        }
+        // Exec tracking needs to see some executables every time: a loader run directly
+        // (else `ld.so /blocked` escapes the loader check), and, under a process allow-list,
+        // programs with an ELF interpreter (else their interpreter's event looks like a new
+        // program and falls to the posture).
+        if self.config.exec_tracking && st.st_mode & 0o111 != 0 && snap.profiles.any_process_rules()
+        {
+            if let Some(info) = elf::inspect(fd) {
+                if info.loader_like
+                    || (info.interp.is_some() && snap.profiles.any_process_allow_list())
+                {
+                    return false;
+                }
+            }
         }
         if self.negative_generation != snap.generation {
             self.negative.clear();

@@ -562,6 +562,7 @@ fn direct_loader_run_is_checked_against_process_rules() {
     for tracking in [true, false] {
         let fs = TmpFs::new();
         let blocked = fs.copy_bin("/bin/true", "bin/blocked");
+        let fine = fs.copy_bin("/bin/true", "bin/fine");
         let ld = fs.copy_bin("/lib64/ld-linux-x86-64.so.2", "lib/ld.so");
         let rules = host_rules(
             &host_policy(
@@ -579,6 +580,11 @@ fn direct_loader_run_is_checked_against_process_rules() {
         };
         let fx = Fixture::with("loader", fs, rules, config, |b| b);
         assert!(exec_denied(exec(&blocked)));
+        // Allowed runs first: they must not leave ld.so in the allow cache.
+        for _ in 0..2 {
+            let ran = run(Command::new(&ld).arg(&fine), LIMIT).unwrap();
+            assert!(ran.ok(), "{ran:?}");
+        }
         let ran = run(Command::new(&ld).arg(&blocked), LIMIT).unwrap();
         if tracking {
             assert!(!ran.ok(), "ld.so ran the blocked binary: {ran:?}");
@@ -600,7 +606,7 @@ fn elf_interpreter_is_not_put_to_the_posture() {
         let fs = TmpFs::new();
         let t = fs.copy_bin("/bin/true", "bin/true");
         let ld = fs.copy_bin("/lib64/ld-linux-x86-64.so.2", "lib/ld.so");
-        let rules = host_rules(
+        let mut rules = host_rules(
             &host_policy(
                 "allow-true",
                 &format!(
@@ -610,6 +616,9 @@ fn elf_interpreter_is_not_put_to_the_posture() {
             ),
             BLOCK,
         );
+        // Views limited to the path itself: `true` would be cacheable, and must not be
+        // cached (its interpreter's event would then look like a new program).
+        rules.cache_views = CacheViews::AliasesOnly;
         let config = Config {
             exec_tracking: tracking,
             ..Config::default()
@@ -643,8 +652,10 @@ fn elf_interpreter_is_not_put_to_the_posture() {
         if tracking {
             let ran = r.expect("true spawns");
             assert!(ran.ok(), "{ran:?}");
+            let ran = run(&mut cmd, LIMIT).expect("true spawns again");
+            assert!(ran.ok(), "second run: {ran:?}");
             let st = fx.plane.stats();
-            assert!(st.elf_interpreter_events >= 1, "{st:?}");
+            assert!(st.elf_interpreter_events >= 2, "{st:?}");
         } else {
             // Without tracking the interpreter is checked as a program and not listed.
             assert!(exec_denied(r));
