@@ -769,8 +769,27 @@ fn probe_reports_this_kernel() {
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }
 
+/// A child killed (SIGKILL) and reaped on drop, so a failing assertion leaves nothing behind.
+struct KillOnDrop(Option<std::process::Child>);
+impl KillOnDrop {
+    fn get(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child present")
+    }
+    fn take(mut self) -> std::process::Child {
+        self.0.take().expect("child present")
+    }
+}
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The plane in a child process (see `child_plane`).
-fn spawn_plane_child(fs: &TmpFs, policy: &str, hang: bool) -> std::process::Child {
+fn spawn_plane_child(fs: &TmpFs, policy: &str, hang: bool) -> KillOnDrop {
     let mut child = helper(
         "plane",
         &[
@@ -793,9 +812,8 @@ fn spawn_plane_child(fs: &TmpFs, policy: &str, hang: bool) -> std::process::Chil
             }
         }
     });
+    let child = KillOnDrop(Some(child));
     if rx.recv_timeout(LIMIT).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
         panic!("plane child did not get ready");
     }
     child
@@ -854,8 +872,8 @@ fn listener_death_fails_open() {
     // 1. A deny rule is active; kill -9 the plane; the open succeeds.
     let mut plane = spawn_plane_child(&fs, &policy, false);
     assert_eq!(helper_open(&secret, "r"), Err(libc::EPERM));
-    plane.kill().unwrap();
-    plane.wait().unwrap();
+    plane.get().kill().unwrap();
+    plane.get().wait().unwrap();
     assert_eq!(helper_open(&secret, "r"), Ok(()));
 
     // 2. An open is pending (the plane's resolver hangs); kill -9 the plane; it proceeds.
@@ -872,14 +890,14 @@ fn listener_death_fails_open() {
     .spawn()
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let mut opener = opener;
+    let mut opener = KillOnDrop(Some(opener));
     assert!(
-        opener.try_wait().unwrap().is_none(),
+        opener.get().try_wait().unwrap().is_none(),
         "the open should be waiting for the hung plane"
     );
-    plane.kill().unwrap();
-    plane.wait().unwrap();
-    let ran = wait_child(opener, LIMIT);
+    plane.get().kill().unwrap();
+    plane.get().wait().unwrap();
+    let ran = wait_child(opener.take(), LIMIT);
     assert!(
         !ran.timed_out,
         "the open stayed blocked after the listener died"
