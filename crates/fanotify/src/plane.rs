@@ -268,7 +268,7 @@ impl PlaneBuilder {
 
     /// Creates the group and starts the decision thread. Nothing is marked yet.
     pub fn start(self) -> Result<Plane, Error> {
-        raise_nofile_limit();
+        let nofile = raise_nofile_limit();
         let (group, info) = sys::init_group(InitWants {
             unlimited_queue: self.config.want_unlimited_queue,
             unlimited_marks: self.config.want_unlimited_marks,
@@ -307,7 +307,7 @@ impl PlaneBuilder {
         let worker = Worker {
             shared: shared.clone(),
             group,
-            buf: vec![0u8; self.config.read_buffer_bytes.max(4096)],
+            buf: vec![0u8; read_buffer_len(self.config.read_buffer_bytes, nofile)],
             config: self.config.clone(),
             resolver: self
                 .resolver
@@ -712,14 +712,28 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn raise_nofile_limit() {
+/// Raises the soft fd limit to the hard one and returns the soft limit in force. Every event
+/// read holds an fd until answered; without fds the kernel denies events.
+fn raise_nofile_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    // Every event holds an fd until answered; without fds the kernel denies events.
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
         }
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
     }
+}
+
+/// A read buffer that never asks for more events at once than half the free fds.
+fn read_buffer_len(wanted: usize, nofile: u64) -> usize {
+    let event = std::mem::size_of::<libc::fanotify_event_metadata>();
+    let by_fds = (nofile.saturating_sub(64) / 2).max(16) as usize * event;
+    wanted.min(by_fds).max(4096)
 }
 
 pub(crate) fn read_sysctl(name: &str) -> Option<u64> {
@@ -906,6 +920,8 @@ impl Worker {
                     if e == Errno::EBADF || e == Errno::EINVAL {
                         return Err(format!("read: {e}"));
                     }
+                    // Do not spin while fds or memory are short.
+                    std::thread::sleep(Duration::from_millis(1));
                     return Ok(handled);
                 }
             };
@@ -1163,9 +1179,15 @@ impl Worker {
             && (!step.intent_unknown || self.config.unknown_intent.cache)
             && utf8
             && self.cacheable(&path, &st, &snap, fd);
+        let intent = &self.intent;
         let event = step.outcome.map(|outcome| {
             let status = task.status().ok();
             let source = step.source.or_else(|| task.exe().ok());
+            // Process alerts carry the command line (KubeArmor's Resource), read only now.
+            let args = match (hook, step.args) {
+                (Hook::OpenExecPerm, None) => intent.exec_call(tid, true).and_then(|c| c.args),
+                (_, a) => a,
+            };
             PlaneEvent {
                 timestamp: SystemTime::now(),
                 hook,
@@ -1178,7 +1200,7 @@ impl Worker {
                 uid: status.map_or(0, |s| s.uid),
                 owner: Some(st.st_uid),
                 source,
-                args: step.args,
+                args,
                 subject,
                 cgroup_id: identity.cgroup_id,
                 access: step.access,

@@ -143,6 +143,11 @@ fn exec_of_a_blocked_binary_fails() {
     assert_eq!(e.data(), "lsm=SECURITY_BPRM_CHECK");
     assert_eq!(alert_action(e), Some(("Block", "block-exec".into())));
     assert_eq!(e.subject, SubjectKey::Host);
+    // The command line is reported (read from the exec call).
+    assert_eq!(
+        e.args.as_deref(),
+        Some(&[blocked.to_string_lossy().into_owned()][..])
+    );
     // The source is the image that called exec: this test binary.
     let me = std::env::current_exe().unwrap();
     assert_eq!(e.source.as_deref(), Some(&*me.to_string_lossy()));
