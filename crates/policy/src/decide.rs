@@ -153,10 +153,13 @@ impl RuleSet {
         table
             .enforce
             .walk(req.path, req.source, &glob, &mut |a, b| {
-                enforced = combine(a.iter().chain(b).map(|id| {
-                    let r = &rules[*id as usize];
-                    (enforce_path_rule(r, req, exec), r)
-                }));
+                enforced = combine(
+                    a.iter().chain(b).map(|id| {
+                        let r = &rules[*id as usize];
+                        (enforce_path_rule(r, req, exec), r)
+                    }),
+                    |r| &r.meta,
+                );
                 enforced.is_some()
             });
 
@@ -166,7 +169,8 @@ impl RuleSet {
                 .iter()
                 .chain(b)
                 .map(|id| &rules[*id as usize])
-                .find(|r| audit_path_rule(r, req, exec));
+                .filter(|r| audit_path_rule(r, req, exec))
+                .min_by_key(|r| policy_key(&r.meta));
             audited.is_some()
         });
 
@@ -198,16 +202,19 @@ impl RuleSet {
         };
         let mut enforced = None;
         lookup(&self.network.enforce, &mut |ids| {
-            enforced = combine(ids.iter().map(|id| {
-                let r = &rules[*id as usize];
-                let fires = !r.tty_only || req.tty;
-                let deny = match r.meta.action {
-                    Action::Block => fires,
-                    // An Allow with pts: false denies from a terminal.
-                    _ => r.tty_only && req.tty,
-                };
-                (if deny { Outcome::Deny } else { Outcome::Pass }, &*r.meta)
-            }));
+            enforced = combine(
+                ids.iter().map(|id| {
+                    let r = &rules[*id as usize];
+                    let fires = !r.tty_only || req.tty;
+                    let deny = match r.meta.action {
+                        Action::Block => fires,
+                        // An Allow with pts: false denies from a terminal.
+                        _ => r.tty_only && req.tty,
+                    };
+                    (if deny { Outcome::Deny } else { Outcome::Pass }, &*r.meta)
+                }),
+                |m| m,
+            );
             enforced.is_some()
         });
         let mut audited = None;
@@ -215,8 +222,9 @@ impl RuleSet {
             audited = ids
                 .iter()
                 .map(|id| &rules[*id as usize])
-                .find(|r| !r.tty_only || req.tty)
-                .map(|r| &*r.meta);
+                .filter(|r| !r.tty_only || req.tty)
+                .map(|r| &*r.meta)
+                .min_by_key(|m| policy_key(m));
             audited.is_some()
         });
         resolve(
@@ -235,29 +243,34 @@ impl RuleSet {
             .chain(domain.match_indices('.').map(|(i, _)| &domain[i + 1..]))
             .collect();
         let rules = &self.dns_rules;
-        let find = |index: &KeyedIndex<Box<str>>| {
+        // The rules at the first matching key (source-scoped first, then the longest suffix).
+        let group = |index: &'_ KeyedIndex<Box<str>>| -> Vec<u32> {
             for s in source.into_iter().map(Some).chain([None]) {
                 for suffix in &suffixes {
-                    if let Some(id) = index.get(*suffix, s).first() {
-                        return Some(&rules[*id as usize]);
+                    let ids = index.get(*suffix, s);
+                    if !ids.is_empty() {
+                        return ids.to_vec();
                     }
                 }
             }
-            None
+            Vec::new()
         };
-        let enforced = find(&self.dns.enforce).map(|first| {
-            // All rules at the first matching key: Block wins.
-            let deny = self.dns_rules.iter().any(|r| {
-                r.domain == first.domain
-                    && r.source == first.source
-                    && r.meta.action == Action::Block
-            });
-            (
-                if deny { Outcome::Deny } else { Outcome::Pass },
-                &*first.meta,
-            )
-        });
-        let audited = find(&self.dns.audit).map(|r| &*r.meta);
+        let enforced = combine(
+            group(&self.dns.enforce).into_iter().map(|id| {
+                let r = &rules[id as usize];
+                let o = if r.meta.action == Action::Block {
+                    Outcome::Deny
+                } else {
+                    Outcome::Pass
+                };
+                (o, &*r.meta)
+            }),
+            |m| m,
+        );
+        let audited = group(&self.dns.audit)
+            .into_iter()
+            .map(|id| &*rules[id as usize].meta)
+            .min_by_key(|m| policy_key(m));
         resolve(
             enforced,
             audited,
@@ -271,15 +284,18 @@ impl RuleSet {
         let rules = &self.capability_rules;
         let mut enforced = None;
         for s in source.into_iter().map(Some).chain([None]) {
-            enforced = combine(self.capabilities.enforce.get(&cap, s).iter().map(|id| {
-                let r = &rules[*id as usize];
-                let o = if r.meta.action == Action::Block {
-                    Outcome::Deny
-                } else {
-                    Outcome::Pass
-                };
-                (o, &*r.meta)
-            }));
+            enforced = combine(
+                self.capabilities.enforce.get(&cap, s).iter().map(|id| {
+                    let r = &rules[*id as usize];
+                    let o = if r.meta.action == Action::Block {
+                        Outcome::Deny
+                    } else {
+                        Outcome::Pass
+                    };
+                    (o, &*r.meta)
+                }),
+                |m| m,
+            );
             if enforced.is_some() {
                 break;
             }
@@ -288,8 +304,13 @@ impl RuleSet {
             .into_iter()
             .map(Some)
             .chain([None])
-            .find_map(|s| self.capabilities.audit.get(&cap, s).first())
-            .map(|id| &*rules[*id as usize].meta);
+            .map(|s| self.capabilities.audit.get(&cap, s))
+            .find(|ids| !ids.is_empty())
+            .and_then(|ids| {
+                ids.iter()
+                    .map(|id| &*rules[*id as usize].meta)
+                    .min_by_key(|m| policy_key(m))
+            });
         resolve(
             enforced,
             audited,
@@ -365,13 +386,30 @@ impl RuleSet {
     }
 }
 
-/// Folds the enforced rules of one group: a Deny wins; the group matched if it is non-empty.
-fn combine<R: Copy>(mut outcomes: impl Iterator<Item = (Outcome, R)>) -> Option<(Outcome, R)> {
-    let first = outcomes.next()?;
-    if first.0 == Outcome::Deny {
-        return Some(first);
-    }
-    Some(outcomes.find(|o| o.0 == Outcome::Deny).unwrap_or(first))
+/// Folds the enforced rules of one group (the group matched if it is non-empty). The result
+/// does not depend on policy order: a denial wins, attributed to a Block rule if one denies;
+/// a pass is attributed to an Allow rule if one passes (KubeArmor drops those silently); then
+/// the policy (kind, name) that sorts first. Rules of one policy keep their written order.
+fn combine<'m, R: Copy>(
+    outcomes: impl Iterator<Item = (Outcome, R)>,
+    meta: impl Fn(R) -> &'m RuleMeta,
+) -> Option<(Outcome, R)> {
+    outcomes.min_by_key(|&(o, r)| {
+        let m = meta(r);
+        let rank = match (o, m.action) {
+            (Outcome::Deny, Action::Block) => 0,
+            (Outcome::Deny, _) => 1,
+            (Outcome::Pass, Action::Allow) => 2,
+            (Outcome::Pass, _) => 3,
+        };
+        (rank, policy_key(m))
+    })
+}
+
+/// Tie-break between equally ranked rules of different policies, so that attribution does
+/// not depend on the order in which policies were loaded.
+fn policy_key(m: &RuleMeta) -> (crate::model::PolicyKind, &str) {
+    (m.kind, &m.policy)
 }
 
 /// Turns the enforced match, the audit match and the posture into a decision.

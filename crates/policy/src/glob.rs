@@ -27,6 +27,9 @@ enum Token {
 pub struct Glob {
     source: String,
     tokens: Vec<Token>,
+    /// The leading literal tokens as text: checked with one comparison before the NFA runs
+    /// on the rest.
+    prefix: String,
 }
 
 /// Why a pattern is not a valid glob.
@@ -81,9 +84,17 @@ impl Glob {
             }
             i += 1;
         }
+        let prefix = tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Literal(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
         Ok(Self {
             source: pattern.to_string(),
             tokens,
+            prefix,
         })
     }
 
@@ -110,12 +121,16 @@ impl Glob {
 
     /// Whether the whole of `path` matches.
     pub fn is_match(&self, path: &str) -> bool {
-        let n = self.tokens.len();
+        let Some(path) = path.strip_prefix(self.prefix.as_str()) else {
+            return false;
+        };
+        let tokens = &self.tokens[self.prefix.chars().count()..];
+        let n = tokens.len();
         // states[k]: the first k tokens have consumed the input so far.
         let mut states = vec![false; n + 1];
         let mut next = vec![false; n + 1];
         states[0] = true;
-        self.close_stars(&mut states);
+        close_stars(tokens, &mut states);
         for c in path.chars() {
             next.iter_mut().for_each(|s| *s = false);
             let mut any = false;
@@ -123,7 +138,7 @@ impl Glob {
                 if !states[k] {
                     continue;
                 }
-                match &self.tokens[k] {
+                match &tokens[k] {
                     Token::Literal(l) if *l == c => next[k + 1] = true,
                     Token::AnyOne if c != '/' => next[k + 1] = true,
                     Token::Class { negated, ranges } if c != '/' => {
@@ -138,7 +153,7 @@ impl Glob {
                     _ => {}
                 }
             }
-            self.close_stars(&mut next);
+            close_stars(tokens, &mut next);
             for s in next.iter() {
                 any |= *s;
             }
@@ -149,14 +164,14 @@ impl Glob {
         }
         states[n]
     }
+}
 
-    /// Stars match the empty string: a live state in front of a star makes the state after it
-    /// live too.
-    fn close_stars(&self, states: &mut [bool]) {
-        for k in 0..self.tokens.len() {
-            if states[k] && matches!(self.tokens[k], Token::Star | Token::DoubleStar) {
-                states[k + 1] = true;
-            }
+/// Stars match the empty string: a live state in front of a star makes the state after it
+/// live too.
+fn close_stars(tokens: &[Token], states: &mut [bool]) {
+    for k in 0..tokens.len() {
+        if states[k] && matches!(tokens[k], Token::Star | Token::DoubleStar) {
+            states[k + 1] = true;
         }
     }
 }

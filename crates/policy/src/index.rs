@@ -57,7 +57,13 @@ enum Relation {
 pub(crate) struct PathIndex {
     exact: FxHashMap<Box<str>, Slot>,
     execname: FxHashMap<Box<str>, Slot>,
+    /// Directories other than the root, without their trailing `/`.
     dirs: FxHashMap<Box<str>, DirNode>,
+    /// The root, kept out of `dirs`: its key would be an empty `Box<str>`, whose pointer is
+    /// dangling, and every comparison against it (one per lookup of the root, i.e. per
+    /// decision) sends glibc's AVX-512 `memcmp` into a ~150 ns fault-suppression assist on
+    /// some CPUs. Present iff any directory node exists (every node creates it as a hint).
+    root: Option<DirNode>,
 }
 
 /// A glob test for a pattern rule id.
@@ -103,7 +109,11 @@ impl PathIndex {
 
     /// The node for `dir` (no trailing `/`; the root is ``), creating hint nodes above it.
     fn dir_node(&mut self, dir: &str) -> &mut DirNode {
-        for (i, _) in dir.match_indices('/') {
+        let root = self.root.get_or_insert_with(DirNode::default);
+        if dir.is_empty() {
+            return root;
+        }
+        for (i, _) in dir.match_indices('/').skip(1) {
             self.dirs.entry(dir[..i].into()).or_default();
         }
         self.dirs.entry(dir.into()).or_default()
@@ -125,7 +135,9 @@ impl PathIndex {
         let exact = self.exact.get(path);
         let base = path.rsplit('/').next().unwrap_or(path);
         let exec = self.execname.get(base);
-        let nodes = self.dir_walk(path);
+        let mut inline = [None; INLINE_DEPTH];
+        let mut spill = Vec::new();
+        let nodes = self.dir_walk(path, &mut inline, &mut spill);
 
         if let Some(src) = source {
             if exact.is_some_and(|s| visit(s.get(Some(src)), &[])) {
@@ -134,7 +146,7 @@ impl PathIndex {
             if exec.is_some_and(|s| visit(s.get(Some(src)), &[])) {
                 return true;
             }
-            for (node, rel) in nodes.iter().rev() {
+            for (node, rel) in nodes.iter().rev().flatten() {
                 if visit_dir(node, *rel, Some(src), visit) {
                     return true;
                 }
@@ -147,7 +159,7 @@ impl PathIndex {
             return true;
         }
         let mut matched = Vec::new();
-        for (node, _) in nodes.iter().rev() {
+        for (node, _) in nodes.iter().rev().flatten() {
             if node.patterns.is_empty() {
                 continue;
             }
@@ -162,7 +174,7 @@ impl PathIndex {
                 return true;
             }
         }
-        for (node, rel) in nodes.iter().rev() {
+        for (node, rel) in nodes.iter().rev().flatten() {
             if visit_dir(node, *rel, None, visit) {
                 return true;
             }
@@ -171,16 +183,31 @@ impl PathIndex {
     }
 
     /// The directory nodes on the way from `/` to `path`, shallowest first; stops at the first
-    /// directory without a node (nothing can match below it).
-    fn dir_walk(&self, path: &str) -> Vec<(&DirNode, Relation)> {
-        let mut out = Vec::new();
-        if self.dirs.is_empty() || !path.starts_with('/') {
-            return out;
+    /// directory without a node (nothing can match below it). Uses `inline` (no allocation per
+    /// decision) unless the path is deeper than [`INLINE_DEPTH`], then `spill`.
+    fn dir_walk<'s, 'b>(
+        &'s self,
+        path: &str,
+        inline: &'b mut [Option<(&'s DirNode, Relation)>; INLINE_DEPTH],
+        spill: &'b mut Vec<Option<(&'s DirNode, Relation)>>,
+    ) -> &'b [Option<(&'s DirNode, Relation)>] {
+        let mut out = Nodes {
+            inline,
+            len: 0,
+            spill,
+        };
+        if self.root.is_none() || !path.starts_with('/') {
+            return out.finish();
         }
         let last = path.rfind('/').unwrap_or(0);
         for (i, _) in path.match_indices('/') {
-            let Some(node) = self.dirs.get(&path[..i]) else {
-                return out;
+            let node = if i == 0 {
+                self.root.as_ref()
+            } else {
+                self.dirs.get(&path[..i])
+            };
+            let Some(node) = node else {
+                return out.finish();
             };
             out.push((
                 node,
@@ -196,7 +223,39 @@ impl PathIndex {
                 out.push((node, Relation::Itself));
             }
         }
-        out
+        out.finish()
+    }
+}
+
+/// Directory depths handled without allocating.
+const INLINE_DEPTH: usize = 24;
+
+/// A vector that lives in a caller's array until it outgrows it.
+struct Nodes<'s, 'b> {
+    inline: &'b mut [Option<(&'s DirNode, Relation)>; INLINE_DEPTH],
+    len: usize,
+    spill: &'b mut Vec<Option<(&'s DirNode, Relation)>>,
+}
+
+impl<'s, 'b> Nodes<'s, 'b> {
+    fn push(&mut self, item: (&'s DirNode, Relation)) {
+        if self.len < INLINE_DEPTH {
+            self.inline[self.len] = Some(item);
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline[..]);
+            }
+            self.spill.push(Some(item));
+        }
+        self.len += 1;
+    }
+
+    fn finish(self) -> &'b [Option<(&'s DirNode, Relation)>] {
+        if self.len <= INLINE_DEPTH {
+            &self.inline[..self.len]
+        } else {
+            &self.spill[..]
+        }
     }
 }
 

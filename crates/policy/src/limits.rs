@@ -3,6 +3,8 @@
 
 /// Largest policy file or gRPC policy message accepted.
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// Nesting of YAML/JSON flow collections (`[`, `{`); policies need fewer than ten levels.
+pub const MAX_FLOW_NESTING: usize = 64;
 /// Documents in one multi-document YAML file.
 pub const MAX_DOCUMENTS: usize = 1_000;
 /// Rules in one policy after `fromSource`, comma and `all` expansion.

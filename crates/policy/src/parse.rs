@@ -72,6 +72,17 @@ pub fn parse_policies(text: &str, origin: &str) -> Result<Parsed, PolicyError> {
         ));
     }
     let mut d = Diagnostics::new(origin);
+    if let Some((line, document)) = flow_nesting_beyond_limit(text) {
+        d.set_document(document);
+        d.error(
+            "",
+            format!(
+                "line {line}: '[' and '{{' nest more than {} levels deep",
+                limits::MAX_FLOW_NESTING
+            ),
+        );
+        return finish(d, Vec::new());
+    }
     let mut policies = Vec::new();
     let mut names: Vec<(PolicyKind, String, Option<String>)> = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -108,6 +119,74 @@ pub fn parse_policies(text: &str, origin: &str) -> Result<Parsed, PolicyError> {
         }
     }
     finish(d, policies)
+}
+
+/// Finds where flow collections (`[`, `{`) nest deeper than the limit, as (line, document).
+///
+/// The YAML scanner spends time proportional to the nesting depth on every token, so a few
+/// megabytes of `[[[[...` would take hours to reject; this linear pre-scan refuses them first.
+/// It skips quoted strings and comments the way YAML does in practice; brackets inside plain
+/// scalars count (they rarely nest 64 deep in a real policy).
+fn flow_nesting_beyond_limit(text: &str) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut line, mut document, mut content) = (0usize, 1usize, 1usize, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let prev = if i == 0 { b'\n' } else { bytes[i - 1] };
+        let token_start = matches!(
+            prev,
+            b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b',' | b':'
+        );
+        match c {
+            b'\n' => {
+                line += 1;
+                if bytes[i + 1..].starts_with(b"---") {
+                    if content {
+                        document += 1;
+                    }
+                    content = false;
+                }
+            }
+            b'#' if matches!(prev, b' ' | b'\t' | b'\n' | b'\r') => {
+                while i + 1 < bytes.len() && bytes[i + 1] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'\'' | b'"' if token_start => {
+                // Skip to the closing quote ('' and \" are escapes); count the lines inside.
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\n' => line += 1,
+                        b'\\' if c == b'"' => i += 1,
+                        q if q == c => {
+                            if c == b'\'' && bytes.get(i + 1) == Some(&b'\'') {
+                                i += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                content = true;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                content = true;
+                if depth > limits::MAX_FLOW_NESTING {
+                    return Some((line, document));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b' ' | b'\t' | b'\r' => {}
+            _ => content = true,
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Validates one policy given as a JSON object (the `object` of a gRPC policy message, or a
