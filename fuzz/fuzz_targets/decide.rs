@@ -86,7 +86,13 @@ fn consistent(d: &Decision<'_>) {
     }
 }
 
-fn path_request<'a>(path: &'a str, source: Option<&'a str>, uid: u32, owner: Option<u32>, tty: bool) -> PathRequest<'a> {
+fn path_request<'a>(
+    path: &'a str,
+    source: Option<&'a str>,
+    uid: u32,
+    owner: Option<u32>,
+    tty: bool,
+) -> PathRequest<'a> {
     let mut r = PathRequest::new(path);
     r.source = source;
     r.uid = uid;
@@ -122,7 +128,10 @@ fuzz_target!(|input: Input| {
         aimed.push((base, r.source.clone()));
     }
     for (path, source) in &aimed {
-        for (uid, owner, tty, access) in [(0, None, false, Access::Read), (1000, Some(1000), true, Access::Write)] {
+        for (uid, owner, tty, access) in [
+            (0, None, false, Access::Read),
+            (1000, Some(1000), true, Access::Write),
+        ] {
             let mut req = path_request(path, source.as_deref(), uid, owner, tty);
             req.access = access;
             consistent(&set.decide_exec(&req));
@@ -132,17 +141,37 @@ fuzz_target!(|input: Input| {
 
     for r in &input.requests {
         match r {
-            Request::Exec { path, source, uid, owner, tty, args } => {
+            Request::Exec {
+                path,
+                source,
+                uid,
+                owner,
+                tty,
+                args,
+            } => {
                 let mut req = path_request(path, source.as_deref(), *uid, *owner, *tty);
                 req.args = args.as_deref();
                 consistent(&set.decide_exec(&req));
             }
-            Request::Open { path, source, write, uid, owner, tty } => {
+            Request::Open {
+                path,
+                source,
+                write,
+                uid,
+                owner,
+                tty,
+            } => {
                 let mut req = path_request(path, source.as_deref(), *uid, *owner, *tty);
                 req.access = if *write { Access::Write } else { Access::Read };
                 consistent(&set.decide_open(&req));
             }
-            Request::Socket { family, sock_type, protocol, source, tty } => {
+            Request::Socket {
+                family,
+                sock_type,
+                protocol,
+                source,
+                tty,
+            } => {
                 consistent(&set.decide_socket(&SocketRequest {
                     family: *family,
                     sock_type: *sock_type,
@@ -160,7 +189,12 @@ fuzz_target!(|input: Input| {
             Request::Syscall { name, path, source } => {
                 consistent(&set.decide_syscall(name, path.as_deref(), source.as_deref()));
             }
-            Request::Device { class, sub_class, protocol, level } => {
+            Request::Device {
+                class,
+                sub_class,
+                protocol,
+                level,
+            } => {
                 consistent(&set.decide_device(*class, *sub_class, *protocol, *level));
             }
         }

@@ -8,7 +8,10 @@ use kubearmor_policy::{parse_policies, parse_policy_change, PolicyError, PolicyK
 use libfuzzer_sys::fuzz_target;
 
 fn check(e: &PolicyError) {
-    assert!(e.errors().next().is_some(), "an error without error diagnostics");
+    assert!(
+        e.errors().next().is_some(),
+        "an error without error diagnostics"
+    );
     for d in e.errors() {
         assert!(d.document >= 1, "{d}");
         assert!(!d.message.trim().is_empty(), "{d:?}");
