@@ -305,7 +305,7 @@ pub const KEYS: &[KeySpec] = &[
         "bpfFsPath",
         Kind::Path,
         "/sys/fs/bpf",
-        ENFORCER,
+        Effect::Active,
         "BPF filesystem for pinned maps",
     ),
     key(
@@ -326,7 +326,7 @@ pub const KEYS: &[KeySpec] = &[
         "procfsMount",
         Kind::Path,
         "/proc",
-        MONITOR,
+        Effect::Active,
         "procfs mount point",
     ),
     key(
@@ -340,14 +340,14 @@ pub const KEYS: &[KeySpec] = &[
         "useOCIHooks",
         Kind::Bool,
         "false",
-        REGISTRY,
+        Effect::Active,
         "register containers from the OCI hook",
     ),
     key(
         "hookPath",
         Kind::OptionalPath,
         "",
-        REGISTRY,
+        Effect::Active,
         "hook records file read at start, e.g. /run/output.json (CoCo)",
     ),
     key(
@@ -404,7 +404,7 @@ pub const KEYS: &[KeySpec] = &[
         "enableUSBDeviceHandler",
         Kind::Bool,
         "false",
-        Effect::NotYet("the USB device handler"),
+        Effect::Active,
         "enforce USB device rules",
     ),
     key(
@@ -456,6 +456,27 @@ pub const KEYS: &[KeySpec] = &[
         "false",
         Effect::Active,
         "refuse policy changes over gRPC (baked-in policies)",
+    ),
+    key(
+        "planes",
+        Kind::Text,
+        "cgroup-bpf,fanotify,usb",
+        Effect::Active,
+        "enforcement planes to start (cgroup-bpf, fanotify, usb), or none",
+    ),
+    key(
+        "kaSocket",
+        Kind::Path,
+        "/var/run/kubearmor/ka.sock",
+        Effect::Active,
+        "socket the OCI hook (kubearmor-hook) registers containers on",
+    ),
+    key(
+        "usbSysfsRoot",
+        Kind::Path,
+        "/sys",
+        Effect::Active,
+        "sysfs the USB device handler reads and writes (tests use a fake tree)",
     ),
     key(
         "probeDataPath",
@@ -620,6 +641,10 @@ pub struct Config {
     pub policy_dir: PathBuf,
     pub immutable_policies: bool,
     pub probe_data_path: Option<PathBuf>,
+    pub ka_socket: PathBuf,
+    /// Enforcement planes to start, by name.
+    pub planes: Vec<String>,
+    pub usb_sysfs_root: PathBuf,
     /// TEST ONLY, from [`TEST_EVENT_SOCKET_ENV`].
     pub test_event_socket: Option<PathBuf>,
 }
@@ -1343,6 +1368,14 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         policy_dir: t.path("policyDir"),
         immutable_policies: t.bool("immutablePolicies"),
         probe_data_path: t.optional_path("probeDataPath"),
+        ka_socket: t.path("kaSocket"),
+        planes: t
+            .text("planes")
+            .split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty() && p != "none")
+            .collect(),
+        usb_sysfs_root: t.path("usbSysfsRoot"),
         test_event_socket: inputs
             .env
             .get(TEST_EVENT_SOCKET_ENV)
@@ -1447,6 +1480,9 @@ pub fn describe(config: &Config, key: &str) -> String {
         "policyDir" => p(&config.policy_dir),
         "immutablePolicies" => b(config.immutable_policies),
         "probeDataPath" => op(&config.probe_data_path),
+        "kaSocket" => p(&config.ka_socket),
+        "planes" => config.planes.join(","),
+        "usbSysfsRoot" => p(&config.usb_sysfs_root),
         _ => String::new(),
     }
 }

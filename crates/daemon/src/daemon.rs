@@ -8,6 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::{self, ConfigLocation, Effect, Resolved, KEYS};
+use crate::enforce::{self, network::NetworkPlane, usb::UsbPlane, Enforcer, RefreshOnHook};
 use crate::grpc::{self, GrpcError, Services};
 use crate::host_info::HostInfo;
 use crate::logging::MessageSink;
@@ -36,6 +37,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot start the gRPC servers: {0}")]
     Serve(std::io::Error),
+    #[error("OCI hook socket: {0}")]
+    Hooks(#[from] kubearmor_containers::server::ServerError),
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -48,7 +51,6 @@ pub async fn run(
     log_config(&resolved, &location);
 
     let host = HostInfo::gather(&config.machine_id_path, &config.host);
-    let enforcement = Enforcement::none();
 
     let pipeline = Pipeline::start(pipeline::Settings {
         stamp: Stamp {
@@ -84,9 +86,33 @@ pub async fn run(
         .unwrap_or_default();
     log_policies(&store, &config, report.rejected.len());
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    // Containers, then the planes that enforce the policies on them and on the host.
+    let registry = Arc::new(kubearmor_containers::Registry::new(Arc::new(
+        kubearmor_containers::procfs::HostProc::new(&config.procfs_mount),
+    )));
+    let enforcer = Enforcer::new(store.clone(), registry.clone());
+    let mut reasons = start_planes(&config, &host, &enforcer, &pipeline);
+    if config.use_oci_hooks {
+        tasks.extend(start_hooks(&config, &registry, &enforcer, &shutdown_rx)?);
+    } else {
+        tracing::info!(
+            "useOCIHooks is false: containers are not registered; container policies apply to none"
+        );
+    }
+    enforcer.refresh();
+    let enforcement = Enforcement::from_planes(enforcer.statuses(), &reasons.split_off(0));
+    tasks.push(tokio::spawn(enforce::follow_changes(
+        enforcer.clone(),
+        store.subscribe(),
+        registry.clone(),
+        shutdown_rx.clone(),
+    )));
+
     let state = Arc::new(StateHub::new(&config, &host, &enforcement));
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let api = grpc::bind_all(config.grpc_port, "gRPC")?;
     let health = grpc::bind_all(config.health_port, "gRPCHealthPort")?;
     let running = grpc::start(
@@ -112,7 +138,7 @@ pub async fn run(
         probe::write_probe_file(path, &probe::probe_file_json(&config, &host, &enforcement));
     }
 
-    let mut tasks = running.tasks;
+    tasks.extend(running.tasks);
     tasks.push(tokio::spawn(store::watch::run(
         store.clone(),
         shutdown_rx.clone(),
@@ -135,7 +161,11 @@ pub async fn run(
         )));
     }
 
-    tracing::warn!("{}", enforcement.summary());
+    if enforcement.unenforced.is_empty() {
+        tracing::info!("enforcement: {}", enforcement.summary());
+    } else {
+        tracing::warn!("enforcement: {}", enforcement.summary());
+    }
     tracing::info!("kubearmor is ready");
 
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -157,6 +187,8 @@ pub async fn run(
             t.abort();
         }
     }
+    let e = enforcer.clone();
+    let _ = tokio::task::spawn_blocking(move || e.stop()).await;
     let p = pipeline.clone();
     let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
     let stats = pipeline.stats();
@@ -223,4 +255,145 @@ fn log_policies(store: &PolicyStore, config: &config::Config, rejected: usize) {
     if !config.container_policy && snap.policies().any(|p| p.policy.kind != PolicyKind::Host) {
         tracing::warn!("enableKubeArmorPolicy is false: container policies are loaded and validated but not applied");
     }
+}
+
+/// Starts every plane this kernel and configuration allow; returns, for the families left
+/// uncovered, why.
+fn start_planes(
+    config: &Arc<config::Config>,
+    host: &HostInfo,
+    enforcer: &Arc<Enforcer>,
+    pipeline: &Pipeline,
+) -> Vec<(&'static str, String)> {
+    let mut reasons = vec![
+        (
+            "Capabilities",
+            format!(
+                "needs a BPF-LSM plane (the capable hook); this version has none{}",
+                if bpf_lsm_listed() {
+                    ""
+                } else {
+                    ", and bpf is not among this kernel's active LSMs"
+                }
+            ),
+        ),
+        (
+            "Syscall",
+            "syscall rules are matched on system-monitor events, which this version does not produce"
+                .to_string(),
+        ),
+    ];
+    let wanted = |name: &str| config.planes.iter().any(|p| p == name);
+    for p in &config.planes {
+        if !["cgroup-bpf", "fanotify", "usb"].contains(&p.as_str()) {
+            tracing::warn!("planes: unknown plane {p:?} (cgroup-bpf, fanotify, usb) ignored");
+        }
+    }
+    if !wanted("cgroup-bpf") {
+        reasons.push((
+            "Network",
+            "the cgroup-bpf plane is not in the planes setting".to_string(),
+        ));
+    } else {
+        match NetworkPlane::start(
+            &config.bpf_fs_path,
+            Arc::downgrade(enforcer),
+            pipeline.clone(),
+        ) {
+            Ok(p) => enforcer.add(Box::new(p)),
+            Err(e) => {
+                tracing::error!("network plane (cgroup-BPF) did not start: {e}");
+                reasons.push((
+                    "Network",
+                    format!("the cgroup-BPF plane failed to start: {e}"),
+                ));
+            }
+        }
+    }
+    if !wanted("usb") {
+        reasons.push((
+            "Device",
+            "the usb plane is not in the planes setting".to_string(),
+        ));
+    } else if kubearmor_usb::wanted(config.enable_usb, config.host_policy) {
+        let ctx = kubearmor_usb::HostContext {
+            cluster_name: config.cluster.clone(),
+            host_name: config.host.clone(),
+            node_id: host.node_id.clone(),
+        };
+        match UsbPlane::start(
+            config.usb_sysfs_root.clone(),
+            &enforcer.world(),
+            ctx,
+            pipeline.clone(),
+        ) {
+            Ok(p) => enforcer.add(Box::new(p)),
+            Err(e) => {
+                tracing::error!("USB device handler did not start: {e}");
+                reasons.push((
+                    "Device",
+                    format!("the USB device handler failed to start: {e}"),
+                ));
+            }
+        }
+    } else {
+        reasons.push((
+            "Device",
+            "the USB device handler needs enableUSBDeviceHandler and enableKubeArmorHostPolicy"
+                .to_string(),
+        ));
+    }
+    reasons
+}
+
+/// Whether `bpf` is among the kernel's active LSMs.
+fn bpf_lsm_listed() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.trim().split(',').any(|m| m == "bpf"))
+        .unwrap_or(false)
+}
+
+/// The ka.sock server (after a rescan of running runc containers) and the hookPath reader.
+fn start_hooks(
+    config: &Arc<config::Config>,
+    registry: &Arc<kubearmor_containers::Registry>,
+    enforcer: &Arc<Enforcer>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, DaemonError> {
+    use kubearmor_containers::{hookpath::HookPathReader, rescan, server};
+    let mut tasks = Vec::new();
+    let srv = server::HookServer::bind(
+        server::ServerConfig::with_socket(&config.ka_socket),
+        registry.clone(),
+    )?
+    .with_handler(Arc::new(RefreshOnHook(enforcer.clone())));
+    let report = rescan::rescan(registry, &rescan::RescanConfig::default());
+    tracing::info!(
+        registered = registry.len(),
+        skipped = report.skipped.len(),
+        socket = %config.ka_socket.display(),
+        "OCI hooks: running containers rescanned; listening for kubearmor-hook"
+    );
+    let mut rx = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let stop = async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        if let Err(e) = srv.serve(stop).await {
+            tracing::error!("OCI hook server: {e}");
+        }
+    }));
+    if let Some(path) = &config.hook_path {
+        let mut rx = shutdown.clone();
+        let reader = HookPathReader::new(path, registry.clone());
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            reader
+                .watch(std::time::Duration::from_millis(500), stop)
+                .await;
+        }));
+    }
+    Ok(tasks)
 }

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod enforce;
 pub mod grpc;
 pub mod host_info;
 pub mod logging;

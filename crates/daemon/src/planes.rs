@@ -1,9 +1,9 @@
 //! What the daemon enforces, and says it enforces.
 //!
-//! The kernel planes (BPF-LSM, fanotify, cgroup-BPF, USB) are not part of the daemon yet. Until
-//! they are, nothing is enforced and nothing is audited from the kernel: policies are loaded,
-//! validated and compiled, and the startup log, `karmor probe` (probe file and
-//! `getProbeData`) say exactly that. A plane registers here when it starts.
+//! Each running plane reports the families it enforces; families no plane covers on this
+//! kernel are listed with the reason. The startup log, `karmor probe` (probe file and
+//! `getProbeData`) and alerts' `Enforcer` field all say the same thing: nothing is claimed that
+//! is not enforced.
 
 /// One running enforcement plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +19,42 @@ pub struct PlaneStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enforcement {
     pub planes: Vec<PlaneStatus>,
+    /// Families no running plane enforces, with the reason.
+    pub unenforced: Vec<(&'static str, String)>,
 }
 
+/// Every family a policy can name.
+pub const FAMILIES: &[&str] = &[
+    "Process",
+    "File",
+    "Network",
+    "Capabilities",
+    "Syscall",
+    "Device",
+];
+
 impl Enforcement {
-    /// No plane: the state of this version.
+    /// No plane at all.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// The planes that started, and for every family none of them covers, why (`reasons`
+    /// gives a family's specific reason; the default says no plane is running for it).
+    pub fn from_planes(planes: Vec<PlaneStatus>, reasons: &[(&'static str, String)]) -> Self {
+        let unenforced = FAMILIES
+            .iter()
+            .filter(|f| !planes.iter().any(|p| p.families.contains(f)))
+            .map(|f| {
+                let why = reasons
+                    .iter()
+                    .find(|(family, _)| family == f)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_else(|| "no plane for it is running".to_string());
+                (*f, why)
+            })
+            .collect();
+        Self { planes, unenforced }
     }
 
     pub fn is_enforcing(&self) -> bool {
@@ -38,17 +68,25 @@ impl Enforcement {
 
     /// One line for the startup log.
     pub fn summary(&self) -> String {
-        if self.planes.is_empty() {
-            return "no enforcement plane is active: policies are loaded, validated and compiled, \
-                    but nothing is blocked or audited in the kernel yet; events come only from \
-                    the test event source, if enabled"
-                .to_string();
-        }
-        self.planes
+        let mut parts: Vec<String> = self
+            .planes
             .iter()
-            .map(|p| format!("{} ({}): {}", p.name, p.enforcer, p.families.join(", ")))
-            .collect::<Vec<_>>()
-            .join("; ")
+            .map(|p| {
+                format!(
+                    "{} ({}) enforces {}",
+                    p.name,
+                    p.enforcer,
+                    p.families.join(", ")
+                )
+            })
+            .collect();
+        if parts.is_empty() {
+            parts.push("no enforcement plane is active".to_string());
+        }
+        for (f, why) in &self.unenforced {
+            parts.push(format!("{f} rules are NOT enforced: {why}"));
+        }
+        parts.join("; ")
     }
 }
 
@@ -62,5 +100,29 @@ mod tests {
         assert!(!e.is_enforcing());
         assert_eq!(e.active_lsm(), "");
         assert!(e.summary().contains("no enforcement plane is active"));
+    }
+
+    #[test]
+    fn uncovered_families_are_named_with_their_reason() {
+        let net = PlaneStatus {
+            name: "cgroup-bpf",
+            enforcer: "CgroupBPF",
+            families: vec!["Network"],
+        };
+        let e = Enforcement::from_planes(
+            vec![net],
+            &[(
+                "Capabilities",
+                "needs BPF-LSM, which this kernel cannot load".into(),
+            )],
+        );
+        let s = e.summary();
+        assert!(s.contains("cgroup-bpf (CgroupBPF) enforces Network"), "{s}");
+        assert!(
+            s.contains("Capabilities rules are NOT enforced: needs BPF-LSM"),
+            "{s}"
+        );
+        assert!(s.contains("File rules are NOT enforced"), "{s}");
+        assert!(!s.contains("Network rules are NOT"), "{s}");
     }
 }

@@ -41,6 +41,17 @@ pub fn probe_file_json(config: &Config, host: &HostInfo, enforcement: &Enforceme
             "device": h.device.as_str(),
         },
         "HostVisibility": config.host_visibility.to_string(),
+        // kubearmor-rs: which plane enforces what, and what is not enforced on this kernel.
+        "EnforcementPlanes": enforcement
+            .planes
+            .iter()
+            .map(|p| json!({"Name": p.name, "Enforcer": p.enforcer, "Families": p.families}))
+            .collect::<Vec<_>>(),
+        "NotEnforced": enforcement
+            .unenforced
+            .iter()
+            .map(|(f, why)| json!({"Family": f, "Reason": why}))
+            .collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }

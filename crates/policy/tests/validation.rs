@@ -208,5 +208,8 @@ fn grpc_envelope() {
 fn upstream_backup_namespace_name_is_accepted() {
     let backup = r#"{"kind":"KubeArmorPolicy","metadata":{"name":"ksp-x","namespaceName":"container_namespace"},"spec":{"selector":{"matchLabels":{"kubearmor.io/container.name":"web"}},"process":{"matchPaths":[{"path":"/bin/ls"}]},"action":"Block"}}"#;
     let parsed = parse_policies(backup, "backup.yaml").unwrap();
-    assert_eq!(parsed.policies[0].namespace.as_deref(), Some("container_namespace"));
+    assert_eq!(
+        parsed.policies[0].namespace.as_deref(),
+        Some("container_namespace")
+    );
 }

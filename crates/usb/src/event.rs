@@ -170,6 +170,17 @@ pub struct HostContext {
 /// alert; an unmatched audit and an unplug (`Action: Remove`, `Result: Removed`) are
 /// `HostLog`s. `Allow`/`Passed` events return `None`: KubeArmor's feeder drops them.
 pub fn to_kubearmor(ev: &DeviceEvent, host: &HostContext) -> Option<KubeArmorEvent> {
+    let a = to_alert(ev, host)?;
+    Some(if a.r#type == values::event_type::MATCHED_HOST_POLICY {
+        KubeArmorEvent::Alert(a)
+    } else {
+        KubeArmorEvent::Log(a.into())
+    })
+}
+
+/// As [`to_kubearmor`], as one `Alert` record whose `Type` says where it goes (the daemon's
+/// pipeline routes by `Type`).
+pub fn to_alert(ev: &DeviceEvent, host: &HostContext) -> Option<Alert> {
     if ev.action == DeviceAction::Allow && ev.result == DeviceResult::Passed {
         return None;
     }
@@ -221,13 +232,13 @@ pub fn to_kubearmor(ev: &DeviceEvent, host: &HostContext) -> Option<KubeArmorEve
             true
         }
     };
-    if alert {
-        a.r#type = values::event_type::MATCHED_HOST_POLICY.to_string();
-        Some(KubeArmorEvent::Alert(a))
+    a.r#type = if alert {
+        values::event_type::MATCHED_HOST_POLICY
     } else {
-        a.r#type = values::event_type::HOST_LOG.to_string();
-        Some(KubeArmorEvent::Log(a.into()))
+        values::event_type::HOST_LOG
     }
+    .to_string();
+    Some(a)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub mod uevent;
 
 pub use engine::{Engine, EngineOptions, StatsSnapshot};
 pub use event::{
-    to_kubearmor, Attribution, DeviceAction, DeviceEvent, DeviceResult, HostContext,
+    to_alert, to_kubearmor, Attribution, DeviceAction, DeviceEvent, DeviceResult, HostContext,
     KubeArmorEvent, MatchedRule, Trigger,
 };
 pub use handler::{wanted, EventSink, HandlerConfig, UsbError, UsbHandler, DEFAULT_STATE_FILE};

@@ -98,6 +98,8 @@ fn command(dir: &TestDir, opts: &Options, log: &Path) -> Command {
         .env("POLICYDIR", dir.policies())
         .env("PROBEDATAPATH", dir.path().join("probe.cfg"))
         .env("HOST", "test-vm")
+        // Kernel planes affect the whole machine: tests that want one ask for it.
+        .env("PLANES", "none")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());

@@ -1,0 +1,134 @@
+//! Enforcement: the planes and the world they enforce.
+//!
+//! The [`Enforcer`] rebuilds the [`World`] (host rules plus every registered container's rules)
+//! whenever the policy store or the container registry changes, and hands it to each
+//! [`Plane`]. Planes only enforce: every decision comes from `kubearmor-policy`, and every
+//! event they see goes back through the same decision function for attribution.
+
+pub mod alert;
+pub mod network;
+pub mod procinfo;
+pub mod rootfs;
+pub mod usb;
+pub mod world;
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use kubearmor_containers::Registry;
+
+use crate::planes::PlaneStatus;
+use crate::store::PolicyStore;
+pub use world::World;
+
+/// One enforcement mechanism.
+pub trait Plane: Send {
+    /// What it enforces, for the startup log, `karmor probe` and metrics.
+    fn status(&self) -> PlaneStatus;
+    /// Makes the plane enforce `world`. Errors are the plane's to log; a failed apply leaves
+    /// the previous rules in force.
+    fn apply(&mut self, world: &World);
+    /// Stops watching; what stays enforced after this is the plane's documented behaviour.
+    fn stop(&mut self) {}
+}
+
+pub struct Enforcer {
+    store: Arc<PolicyStore>,
+    registry: Arc<Registry>,
+    planes: Mutex<Vec<Box<dyn Plane>>>,
+    world: ArcSwap<World>,
+}
+
+impl Enforcer {
+    pub fn new(store: Arc<PolicyStore>, registry: Arc<Registry>) -> Arc<Self> {
+        let world = World::build(&store.snapshot(), &registry.snapshot());
+        Arc::new(Self {
+            store,
+            registry,
+            planes: Mutex::new(Vec::new()),
+            world: ArcSwap::from_pointee(world),
+        })
+    }
+
+    /// Adds a plane and applies the current world to it.
+    pub fn add(&self, mut plane: Box<dyn Plane>) {
+        plane.apply(&self.world.load());
+        if let Ok(mut planes) = self.planes.lock() {
+            planes.push(plane);
+        }
+    }
+
+    pub fn statuses(&self) -> Vec<PlaneStatus> {
+        self.planes
+            .lock()
+            .map(|p| p.iter().map(|p| p.status()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Rebuilds the world from the current policies and containers and applies it to every
+    /// plane. Blocking (planes make syscalls); refreshes are serialised.
+    pub fn refresh(&self) {
+        let Ok(mut planes) = self.planes.lock() else {
+            return;
+        };
+        let world = Arc::new(World::build(
+            &self.store.snapshot(),
+            &self.registry.snapshot(),
+        ));
+        self.world.store(world.clone());
+        for p in planes.iter_mut() {
+            p.apply(&world);
+        }
+    }
+
+    /// The world in force, for attributing events.
+    pub fn world(&self) -> Arc<World> {
+        self.world.load_full()
+    }
+
+    pub fn stop(&self) {
+        if let Ok(mut planes) = self.planes.lock() {
+            for p in planes.iter_mut() {
+                p.stop();
+            }
+        }
+    }
+}
+
+/// Refreshes on every policy swap and registry change until shutdown.
+pub async fn follow_changes(
+    enforcer: Arc<Enforcer>,
+    mut policies: tokio::sync::watch::Receiver<u64>,
+    registry: Arc<Registry>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut sub = registry.subscribe();
+    loop {
+        tokio::select! {
+            changed = policies.changed() => if changed.is_err() { return },
+            change = sub.changes.recv() => match change {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+        let e = enforcer.clone();
+        let _ = tokio::task::spawn_blocking(move || e.refresh()).await;
+    }
+}
+
+/// Applies a hook's registration to the planes before the hook is answered, so a container's
+/// rules are in force before its first instruction.
+pub struct RefreshOnHook(pub Arc<Enforcer>);
+
+impl kubearmor_containers::server::ChangeHandler for RefreshOnHook {
+    fn on_change<'a>(
+        &'a self,
+        _change: &'a kubearmor_containers::Change,
+    ) -> kubearmor_containers::server::HandlerFuture<'a> {
+        let e = self.0.clone();
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || e.refresh()).await;
+        })
+    }
+}
