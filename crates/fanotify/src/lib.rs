@@ -55,3 +55,55 @@ pub use subject::{
     SubjectResolver, Want,
 };
 pub use sys::GroupInfo;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_are_shareable() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<crate::Plane>();
+        shareable::<crate::AbortHandle>();
+        shareable::<crate::Rules>();
+        fn sendable<T: Send>() {}
+        sendable::<crate::PlaneEvent>();
+    }
+
+    // Everything read from /proc, from an ELF file or from the event buffer is outside input:
+    // no input may panic a parser.
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = crate::procfs::parse_status(&bytes);
+            let _ = crate::procfs::parse_stat(&bytes);
+            let _ = crate::procfs::parse_cgroup_v2(&bytes);
+            let _ = crate::procfs::parse_syscall(&bytes);
+            let head = &bytes[..bytes.len().min(64)];
+            let _ = crate::elf::parse(head, |buf, off| {
+                let off = usize::try_from(off).ok()?;
+                let avail = bytes.get(off..)?;
+                let n = buf.len().min(avail.len());
+                buf[..n].copy_from_slice(&avail[..n]);
+                Some(n)
+            });
+            let mut out = Vec::new();
+            // parse_events takes ownership of the fds it finds: with the top bit of every byte
+            // set, every i32 it can read (at any offset) is negative, i.e. no fd.
+            let safe: Vec<u8> = bytes.iter().map(|b| b | 0x80).collect();
+            let _ = crate::sys::parse_events(&safe, &mut out);
+            assert!(out.iter().all(|e| e.fd.is_none()));
+        }
+
+        #[test]
+        fn elf_with_valid_magic_never_panics(rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 60..400)) {
+            let mut file = b"\x7fELF".to_vec();
+            file.extend(rest);
+            let _ = crate::elf::parse(&file[..64], |buf, off| {
+                let off = usize::try_from(off).ok()?;
+                let avail = file.get(off..)?;
+                let n = buf.len().min(avail.len());
+                buf[..n].copy_from_slice(&avail[..n]);
+                Some(n)
+            });
+        }
+    }
+}
