@@ -58,6 +58,10 @@ pub struct ProbeReport {
     pub ignore_surv: Feature,
     /// `FAN_MARK_EVICTABLE` on ignore marks (Linux 5.19).
     pub evictable: Feature,
+    /// `/proc/1/syscall` is readable (ptrace read access to a process we did not start: needs
+    /// `CAP_SYS_PTRACE`, and no LSM scoping such as a Landlock domain or Yama): write intent
+    /// and exec calls without BPF (`ProcSyscallIntent`).
+    pub proc_syscall: Feature,
     pub cap_sys_admin: bool,
     pub cap_sys_resource: bool,
     /// `/proc/sys/fs/fanotify/*` limits that apply without the unlimited flags.
@@ -103,6 +107,10 @@ pub fn probe(mark_path: Option<&Path>) -> ProbeReport {
         (_, Err(e)) => Feature::from(Err(e)),
     };
     let (cap_sys_admin, cap_sys_resource) = caps();
+    let proc_syscall = match crate::procfs::read(1, "syscall") {
+        Ok(_) => Feature::from(Ok(())),
+        Err(e) => Feature::skipped(&e.to_string()),
+    };
     let mut notes = Vec::new();
     if !unlimited_queue.ok {
         notes.push(format!(
@@ -119,6 +127,9 @@ pub fn probe(mark_path: Option<&Path>) -> ProbeReport {
     if !ignore_surv.ok {
         notes.push("no allow cache: every open on a marked filesystem goes to the daemon".into());
     }
+    if !proc_syscall.ok {
+        notes.push("cannot read /proc/<pid>/syscall of other processes: without a BPF intent source, write intent is unknown (decided as configured) and ELF interpreters are not recognised".into());
+    }
     if !report_tid.ok {
         notes.push("events carry process ids, not thread ids: write intent of multi-threaded openers may be misread".into());
     }
@@ -134,6 +145,7 @@ pub fn probe(mark_path: Option<&Path>) -> ProbeReport {
         filesystem_mark,
         ignore_surv,
         evictable,
+        proc_syscall,
         cap_sys_admin,
         cap_sys_resource,
         max_queued_events: read_sysctl("max_queued_events"),
