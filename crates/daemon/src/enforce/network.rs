@@ -140,7 +140,13 @@ fn attribute(
     procfs: &Procfs,
 ) -> Option<kubearmor_proto::feeder::Alert> {
     let (rules, container) = world.subject(ev.cgroup_id);
-    let info = procfs.process(ev.pid);
+    // The process may be gone already: fall back on what the kernel recorded.
+    let mut info = procfs.process(ev.pid);
+    info.host_pid = ev.pid;
+    info.uid = ev.uid;
+    if info.exe.is_empty() {
+        info.exe = ev.source.clone().unwrap_or_else(|| ev.comm.clone());
+    }
     let decision = rules.decide_socket(&SocketRequest {
         family: ev.family,
         sock_type: ev.sock_type,
