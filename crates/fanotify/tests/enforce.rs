@@ -357,16 +357,18 @@ fn from_source_scopes_file_and_process_rules() {
     let secret = fs.write("secret", "s");
     let cat = fs.copy_bin("/bin/cat", "bin/cat");
     let sh = fs.copy_bin("/bin/dash", "bin/sh");
+    let env = fs.copy_bin("/usr/bin/env", "bin/env");
     let t = fs.copy_bin("/bin/true", "bin/true");
     let rules = host_rules(
         &host_policy(
             "from-source",
             &format!(
-                "  file:\n    matchPaths:\n    - path: {}\n      fromSource:\n      - path: {}\n  process:\n    matchPaths:\n    - path: {}\n      fromSource:\n      - path: {}\n  action: Block\n",
+                "  file:\n    matchPaths:\n    - path: {}\n      fromSource:\n      - path: {}\n  process:\n    matchPaths:\n    - path: {}\n      fromSource:\n      - path: {}\n      - path: {}\n  action: Block\n",
                 secret.display(),
                 cat.display(),
                 t.display(),
-                sh.display()
+                sh.display(),
+                env.display()
             ),
         ),
         AUDIT,
@@ -379,12 +381,13 @@ fn from_source_scopes_file_and_process_rules() {
     );
     let ran = run(Command::new("/bin/cat").arg(&secret), LIMIT).unwrap();
     assert!(ran.ok(), "{ran:?}");
-    // The shell copy may not start `true`: forked (`;` keeps dash from exec-ing directly)...
+    // The shell copy may not start `true` (it forks, then execs).
     let script = format!("{}; exit $?", t.display());
     let ran = run(Command::new(&sh).args(["-c", &script]), LIMIT).unwrap();
     assert_eq!(ran.code(), Some(126), "{ran:?}");
-    // ...nor by exec-ing it in place (dash's last-command exec).
-    let ran = run(Command::new(&sh).args(["-c", &t.to_string_lossy()]), LIMIT).unwrap();
+    // `env` execs in place, without forking: the source is env's image (the caller of exec),
+    // not env's parent (this test binary), which KubeArmor's `t->parent` would read.
+    let ran = run(Command::new(&env).arg(&t), LIMIT).unwrap();
     assert_eq!(ran.code(), Some(126), "{ran:?}");
     // The host shell may.
     let ran = run(Command::new("/bin/sh").args(["-c", &script]), LIMIT).unwrap();
