@@ -54,13 +54,6 @@ impl Drop for ReleaseOnDrop {
     }
 }
 
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn registered_before_first_instruction_and_unregistered_at_poststop() {
     require_prerequisites();
@@ -83,14 +76,7 @@ fn registered_before_first_instruction_and_unregistered_at_poststop() {
         Some(handler),
     );
 
-    let hook = HookConfig {
-        socket: socket.clone(),
-        extra_args: vec![
-            "--fail-closed".into(),
-            "--timeout-ms".into(),
-            "60000".into(),
-        ],
-    };
+    let hook = hook_config(&socket, &["--fail-closed", "--timeout-ms", "60000"]);
     let bundle = make_bundle(
         tmp.path(),
         &id,
@@ -228,10 +214,7 @@ fn restart_rediscovers_running_containers() {
     let tmp = tempfile::tempdir().unwrap();
     let runc = Runc::new(tmp.path().join("runc-root"));
     let socket = tmp.path().join("ka.sock");
-    let hook = HookConfig {
-        socket: socket.clone(),
-        extra_args: vec![],
-    };
+    let hook = hook_config(&socket, &[]);
 
     // A: started while the daemon runs
     let server = TestServer::start(&socket, Readiness::Open);
@@ -324,10 +307,7 @@ fn fail_open_and_fail_closed_without_a_daemon() {
         tmp.path(),
         &id,
         &["/bin/sh", "-c", "echo ran > /out/ran"],
-        Some(&HookConfig {
-            socket: socket.clone(),
-            extra_args: vec!["--timeout-ms".into(), "1000".into()],
-        }),
+        Some(&hook_config(&socket, &["--timeout-ms", "1000"])),
         &[],
     );
     let _g = ContainerGuard {
@@ -345,7 +325,7 @@ fn fail_open_and_fail_closed_without_a_daemon() {
 
     // fail-closed: runc run fails and the command never runs
     for (tag, args) in [
-        ("closed-flag", vec!["--fail-closed".to_string()]),
+        ("closed-flag", vec!["--fail-closed"]),
         ("closed-env", vec![]),
     ] {
         let id = unique_id(tag);
@@ -353,10 +333,7 @@ fn fail_open_and_fail_closed_without_a_daemon() {
             tmp.path(),
             &id,
             &["/bin/sh", "-c", "echo ran > /out/ran"],
-            Some(&HookConfig {
-                socket: socket.clone(),
-                extra_args: [args, vec!["--timeout-ms".into(), "1000".into()]].concat(),
-            }),
+            Some(&hook_config(&socket, &args).args(["--timeout-ms", "1000"])),
             &[],
         );
         if tag == "closed-env" {
@@ -400,10 +377,10 @@ fn fail_closed_when_the_daemon_rejects() {
         tmp.path(),
         &id,
         &["/bin/sh", "-c", "echo ran > /out/ran"],
-        Some(&HookConfig {
-            socket: socket.clone(),
-            extra_args: vec!["--fail-closed".into(), "--timeout-ms".into(), "500".into()],
-        }),
+        Some(&hook_config(
+            &socket,
+            &["--fail-closed", "--timeout-ms", "500"],
+        )),
         &[],
     );
     let _g = ContainerGuard {
@@ -441,10 +418,7 @@ fn malformed_messages_get_err_and_change_nothing() {
         tmp.path(),
         &id,
         &["/bin/sleep", "600"],
-        Some(&HookConfig {
-            socket: socket.clone(),
-            extra_args: vec![],
-        }),
+        Some(&hook_config(&socket, &[])),
         &[("app", "victim")],
     );
     let _g = ContainerGuard {
@@ -535,14 +509,7 @@ fn fifty_parallel_containers_are_all_registered() {
     let runc = Runc::new(tmp.path().join("runc-root"));
     let socket = tmp.path().join("ka.sock");
     let server = TestServer::start(&socket, Readiness::Open);
-    let hook = HookConfig {
-        socket: socket.clone(),
-        extra_args: vec![
-            "--fail-closed".into(),
-            "--timeout-ms".into(),
-            "30000".into(),
-        ],
-    };
+    let hook = hook_config(&socket, &["--fail-closed", "--timeout-ms", "30000"]);
     let ids: Vec<String> = (0..N).map(|i| unique_id(&format!("p{i}"))).collect();
     let _guards: Vec<ContainerGuard> = ids
         .iter()
@@ -633,10 +600,7 @@ fn hook_overhead() {
     let runc = Runc::new(tmp.path().join("runc-root"));
     let socket = tmp.path().join("ka.sock");
     let server = TestServer::start(&socket, Readiness::Open);
-    let hook = HookConfig {
-        socket: socket.clone(),
-        extra_args: vec![],
-    };
+    let hook = hook_config(&socket, &[]);
     let mut with = Vec::new();
     let mut without = Vec::new();
     // warm-up (page cache, binaries)
