@@ -310,6 +310,28 @@ fn start_planes(
             }
         }
     }
+    if !wanted("fanotify") {
+        reasons.push((
+            "Process",
+            "the fanotify plane is not in the planes setting".to_string(),
+        ));
+        reasons.push((
+            "File",
+            "the fanotify plane is not in the planes setting".to_string(),
+        ));
+    } else {
+        match enforce::fanotify::FanotifyPlane::start(Arc::downgrade(enforcer), pipeline.clone()) {
+            Ok(p) => enforcer.add(Box::new(p)),
+            Err(e) => {
+                tracing::error!("fanotify plane did not start: {e}");
+                reasons.push((
+                    "Process",
+                    format!("the fanotify plane failed to start: {e}"),
+                ));
+                reasons.push(("File", format!("the fanotify plane failed to start: {e}")));
+            }
+        }
+    }
     if !wanted("usb") {
         reasons.push((
             "Device",

@@ -6,6 +6,7 @@
 //! event they see goes back through the same decision function for attribution.
 
 pub mod alert;
+pub mod fanotify;
 pub mod network;
 pub mod procinfo;
 pub mod rootfs;

@@ -1,0 +1,274 @@
+//! The fanotify plane (kubearmor-fanotify): process and file rules, on the filesystems that hold
+//! the host paths under policy and the rootfs of every container with process or file rules.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Weak};
+use std::thread::JoinHandle;
+
+use kubearmor_fanotify::{
+    CacheViews, Config, Hook, Outcome, PathAlias, PlaneEvent, Rules, SubjectKey,
+};
+use kubearmor_policy::{Family, PathTarget, RuleSet};
+use kubearmor_proto::feeder::Alert;
+use kubearmor_proto::values::event_type;
+
+use super::{Enforcer, Plane, World};
+use crate::pipeline::{Event, Pipeline};
+use crate::planes::PlaneStatus;
+
+/// `Enforcer` value of this plane's events.
+pub const ENFORCER: &str = "fanotify";
+
+pub struct FanotifyPlane {
+    plane: Arc<kubearmor_fanotify::Plane>,
+    forwarder: Option<JoinHandle<()>>,
+    /// Marked filesystems, by device number, with the path used to mark them.
+    marks: BTreeMap<u64, PathBuf>,
+}
+
+impl FanotifyPlane {
+    pub fn start(enforcer: Weak<Enforcer>, pipeline: Pipeline) -> Result<Self, String> {
+        let (tx, rx) = kubearmor_fanotify::channel(4096);
+        let plane = kubearmor_fanotify::Plane::builder(Config::default())
+            .sink(tx)
+            .start()
+            .map_err(|e| e.to_string())?;
+        let info = plane.group_info();
+        tracing::info!(?info, "fanotify plane started");
+        let forwarder = std::thread::Builder::new()
+            .name("fanotify-events".into())
+            .spawn(move || forward(rx, enforcer, pipeline))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            plane: Arc::new(plane),
+            forwarder: Some(forwarder),
+            marks: BTreeMap::new(),
+        })
+    }
+
+    /// Marks exactly the filesystems `want` names (one path per filesystem).
+    fn sync_marks(&mut self, want: BTreeMap<u64, PathBuf>) {
+        for (dev, path) in &want {
+            if self.marks.contains_key(dev) {
+                continue;
+            }
+            match self.plane.mark_filesystem(path) {
+                Ok(_) => {
+                    tracing::info!(path = %path.display(), "fanotify: filesystem marked");
+                    self.marks.insert(*dev, path.clone());
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), "fanotify: cannot mark: {e}; rules there are NOT enforced")
+                }
+            }
+        }
+        let stale: Vec<u64> = self
+            .marks
+            .keys()
+            .filter(|d| !want.contains_key(d))
+            .copied()
+            .collect();
+        for dev in stale {
+            if let Some(path) = self.marks.remove(&dev) {
+                if let Err(e) = self.plane.unmark_filesystem(&path) {
+                    tracing::warn!(path = %path.display(), "fanotify: cannot unmark: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn has_path_rules(r: &RuleSet) -> bool {
+    r.has_rules(Family::Process) || r.has_rules(Family::File)
+}
+
+/// The filesystems that back the paths host rules name: the nearest existing ancestor of each.
+fn host_filesystems(rules: &RuleSet, out: &mut BTreeMap<u64, PathBuf>) {
+    for r in rules.path_rules() {
+        let path = match &r.target {
+            PathTarget::Path(p) => PathBuf::from(p),
+            PathTarget::Dir { dir, .. } if dir.is_empty() => PathBuf::from("/"),
+            PathTarget::Dir { dir, .. } => PathBuf::from(dir),
+            PathTarget::Pattern(g) => PathBuf::from(if g.literal_dir().is_empty() {
+                "/".to_string()
+            } else {
+                g.literal_dir()
+            }),
+            // An execname can be anywhere: every filesystem with executables; the root is
+            // the one that matters on a plain host.
+            PathTarget::ExecName(_) => PathBuf::from("/"),
+        };
+        add_filesystem(&path, out);
+    }
+}
+
+fn add_filesystem(path: &Path, out: &mut BTreeMap<u64, PathBuf>) {
+    let mut p = path;
+    loop {
+        if let Ok(m) = std::fs::metadata(p) {
+            out.entry(m.dev()).or_insert_with(|| p.to_path_buf());
+            return;
+        }
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => return,
+        }
+    }
+}
+
+impl Plane for FanotifyPlane {
+    fn status(&self) -> PlaneStatus {
+        PlaneStatus {
+            name: "fanotify",
+            enforcer: ENFORCER,
+            families: vec!["Process", "File"],
+        }
+    }
+
+    fn apply(&mut self, world: &World) {
+        let mut marks = BTreeMap::new();
+        let host = has_path_rules(&world.host).then(|| {
+            host_filesystems(&world.host, &mut marks);
+            world.host.clone()
+        });
+        let mut containers = HashMap::new();
+        let mut aliases = Vec::new();
+        for (cg, c) in &world.containers {
+            if !has_path_rules(&c.rules) {
+                continue;
+            }
+            if !c.record.rootfs.is_empty() {
+                add_filesystem(Path::new(&c.record.rootfs), &mut marks);
+                aliases.push(PathAlias {
+                    from: c.record.rootfs.clone(),
+                    to: "/".to_string(),
+                });
+            }
+            containers.insert(*cg, c.rules.clone());
+        }
+        // Add the new marks before the rules that need them; drop stale ones after.
+        self.sync_marks(marks);
+        let rules = Rules {
+            host,
+            containers,
+            aliases,
+            cache_views: CacheViews::AliasesOnly,
+        };
+        if let Err(e) = self.plane.swap_rules(rules) {
+            tracing::error!("fanotify: rules not swapped: {e}");
+        }
+    }
+
+    fn stop(&mut self) {
+        let stats = self.plane.shutdown();
+        tracing::info!(?stats, "fanotify plane stopped (pending events drained)");
+        if let Some(f) = self.forwarder.take() {
+            let _ = f.join();
+        }
+    }
+}
+
+fn forward(rx: mpsc::Receiver<PlaneEvent>, enforcer: Weak<Enforcer>, pipeline: Pipeline) {
+    while let Ok(ev) = rx.recv() {
+        let Some(e) = enforcer.upgrade() else {
+            return;
+        };
+        if let Some(a) = to_alert(&ev, &e.world()) {
+            pipeline.emit(Event::new(a));
+        }
+    }
+}
+
+/// A plane event as a KubeArmor event. The plane already ran the decision function; this only
+/// shapes the record.
+pub fn to_alert(ev: &PlaneEvent, world: &World) -> Option<Alert> {
+    let container = match ev.subject {
+        SubjectKey::Container(cg) => world.containers.get(&cg).map(|c| c.record.clone()),
+        _ => None,
+    };
+    let exec = ev.hook == Hook::OpenExecPerm;
+    let source = ev.source.clone().unwrap_or_default();
+    let mut resource = ev.path.clone();
+    if let (true, Some(args)) = (exec, &ev.args) {
+        for a in args.iter().skip(1) {
+            resource.push(' ');
+            resource.push_str(a);
+        }
+    }
+    let mut a = Alert {
+        operation: ev.operation().to_string(),
+        resource,
+        data: ev.data(),
+        result: ev.result().to_string(),
+        host_pid: ev.pid as i32,
+        pid: ev.pid as i32,
+        host_ppid: ev.ppid as i32,
+        ppid: ev.ppid as i32,
+        uid: ev.uid as i32,
+        process_name: if exec {
+            ev.path.clone()
+        } else {
+            source.clone()
+        },
+        parent_process_name: source.clone(),
+        source,
+        cwd: "/".to_string(),
+        ..Default::default()
+    };
+    if let Some(c) = &container {
+        a.container_id = c.id.clone();
+        a.container_name = c.name.clone();
+        a.container_image = c.image.clone();
+        a.namespace_name = c.namespace.clone();
+        a.pod_name = c.endpoint.clone();
+        a.labels = c
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    let matched = if container.is_some() {
+        event_type::MATCHED_POLICY
+    } else {
+        event_type::MATCHED_HOST_POLICY
+    };
+    match &ev.outcome {
+        Outcome::Log => {
+            a.r#type = if container.is_some() {
+                event_type::CONTAINER_LOG
+            } else {
+                event_type::HOST_LOG
+            }
+            .to_string();
+        }
+        Outcome::Alert {
+            action,
+            policy,
+            policy_name,
+        } => {
+            a.r#type = matched.to_string();
+            a.action = action.to_string();
+            a.enforcer = ENFORCER.to_string();
+            a.policy_name = policy_name.clone();
+            if let Some(m) = policy {
+                if m.severity > 0 {
+                    a.severity = m.severity.to_string();
+                }
+                a.tags = m.tags.join(",");
+                a.message = m.message.clone();
+            }
+        }
+        Outcome::Undecided { reason } => {
+            // The fail mode answered: say so, attributed to no policy.
+            a.r#type = matched.to_string();
+            a.action = if ev.allowed { "Audit" } else { "Block" }.to_string();
+            a.enforcer = ENFORCER.to_string();
+            a.policy_name = kubearmor_proto::values::DEFAULT_POSTURE.to_string();
+            a.message = format!("undecided ({reason}); fail mode applied");
+        }
+    }
+    Some(a)
+}
