@@ -5,7 +5,7 @@ set -euo pipefail
 
 # clang/llvm/libbpf-dev build the BPF programs; runc runs the container tests; the rest are
 # tools the tests call.
-PACKAGES=(clang llvm libbpf-dev linux-libc-dev runc iproute2 procps busybox-static)
+PACKAGES=(clang llvm libbpf-dev linux-libc-dev runc iproute2 procps busybox-static gcc libc6-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
