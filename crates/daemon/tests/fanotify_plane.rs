@@ -392,3 +392,27 @@ async fn allow_list_with_block_posture() {
         "not listed: block posture"
     );
 }
+
+/// fanotify has no timeout and no persistence: when the daemon dies, the kernel allows what
+/// was pending and everything after (fail-open), unlike the pinned network plane. The daemon
+/// documents this (docs/fanotify.md); this test pins it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_death_fails_open() {
+    let mut s = Setup::new(
+        &host_policy(
+            "hsp-death",
+            "  file:\n    matchPaths:\n    - path: @/data/secret.txt\n  action: Block\n",
+        ),
+        &[],
+    );
+    assert!(
+        denied(&cat(Path::new("/usr/bin/cat"), &s.p("data/secret.txt"))),
+        "enforced while running"
+    );
+    s.daemon.take().unwrap().kill9();
+    let out = cat(Path::new("/usr/bin/cat"), &s.p("data/secret.txt"));
+    assert!(
+        out.status.success(),
+        "after kill -9 the file opens (fail-open): {out:?}"
+    );
+}
