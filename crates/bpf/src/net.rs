@@ -94,32 +94,26 @@ impl NetPlane {
             path: cfg.cgroup_root.clone(),
             source,
         })?;
-        for name in PROGRAMS_CGROUP_SOCK {
-            let p: &mut CgroupSock = program(&mut bpf, name)?;
-            p.load().map_err(|e| BpfError::program(name, e))?;
-            let id = p
-                .attach(cgroup.as_fd(), CgroupAttachMode::Single)
-                .map_err(|e| BpfError::program(name, e))?;
-            let link = p.take_link(id).map_err(|e| BpfError::program(name, e))?;
-            let link = FdLink::try_from(link).map_err(|e| BpfError::Pin {
-                path: links_dir.join(name),
-                message: e.to_string(),
-            })?;
-            pin::replace_link(link, &links_dir.join(name))?;
+        // CgroupSock and CgroupSockAddr share no trait in aya; the steps are the same.
+        macro_rules! attach_at_root {
+            ($ty:ty, $names:expr) => {
+                for name in $names {
+                    let p: &mut $ty = program(&mut bpf, name)?;
+                    p.load().map_err(|e| BpfError::program(name, e))?;
+                    let id = p
+                        .attach(cgroup.as_fd(), CgroupAttachMode::Single)
+                        .map_err(|e| BpfError::program(name, e))?;
+                    let link = p.take_link(id).map_err(|e| BpfError::program(name, e))?;
+                    let link = FdLink::try_from(link).map_err(|e| BpfError::Pin {
+                        path: links_dir.join(name),
+                        message: e.to_string(),
+                    })?;
+                    pin::replace_link(link, &links_dir.join(name))?;
+                }
+            };
         }
-        for name in PROGRAMS_SOCK_ADDR {
-            let p: &mut CgroupSockAddr = program(&mut bpf, name)?;
-            p.load().map_err(|e| BpfError::program(name, e))?;
-            let id = p
-                .attach(cgroup.as_fd(), CgroupAttachMode::Single)
-                .map_err(|e| BpfError::program(name, e))?;
-            let link = p.take_link(id).map_err(|e| BpfError::program(name, e))?;
-            let link = FdLink::try_from(link).map_err(|e| BpfError::Pin {
-                path: links_dir.join(name),
-                message: e.to_string(),
-            })?;
-            pin::replace_link(link, &links_dir.join(name))?;
-        }
+        attach_at_root!(CgroupSock, PROGRAMS_CGROUP_SOCK);
+        attach_at_root!(CgroupSockAddr, PROGRAMS_SOCK_ADDR);
         for (name, tracepoint) in PROGRAMS_BTF {
             let p: &mut BtfTracePoint = program(&mut bpf, name)?;
             p.load(tracepoint, &btf)

@@ -140,21 +140,7 @@ fn rootfs(fs: &Path, name: &str, probe: &Path) -> PathBuf {
 }
 
 fn exec(runc: &kit::Runc, id: &str, cmd: &str) -> Output {
-    let child = runc
-        .cmd()
-        .args(["exec", id, "/bin/sh", "-c", cmd])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(watchdog);
-    out
+    run_limited(runc.cmd().args(["exec", id, "/bin/sh", "-c", cmd]))
 }
 
 fn text(o: &Output) -> String {

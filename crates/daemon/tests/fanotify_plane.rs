@@ -13,10 +13,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use common::*;
-use kubearmor_proto::feeder::RequestMessage;
 
 /// A daemon with only the fanotify plane, and a tmpfs holding the files under policy.
 struct Setup {
@@ -119,23 +117,6 @@ fn host_policy(name: &str, body: &str) -> String {
     format!("apiVersion: security.kubearmor.com/v1\nkind: KubeArmorHostPolicy\nmetadata:\n  name: {name}\nspec:\n  nodeSelector:\n    matchLabels:\n      kubearmor.io/hostname: \"*\"\n{body}")
 }
 
-/// Runs a command with a time limit (a bug in the plane must fail the test, not hang it).
-fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(20));
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(watchdog);
-    out
-}
-
 fn exec_ok(path: &Path) -> bool {
     Command::new(path)
         .status()
@@ -149,40 +130,19 @@ fn denied(out: &Output) -> bool {
 }
 
 fn cat(with: &Path, file: &Path) -> Output {
-    run(Command::new(with).arg(file))
+    run_limited(Command::new(with).arg(file))
 }
 
 fn append(file: &Path) -> Output {
-    run(Command::new("/usr/bin/dash").args(["-c", &format!("echo x >> {}", file.display())]))
+    run_limited(
+        Command::new("/usr/bin/dash").args(["-c", &format!("echo x >> {}", file.display())]),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_block_by_path() {
     let s = Setup::new(&host_policy("hsp-proc-path", "  severity: 4\n  process:\n    matchPaths:\n    - path: @/bin/blocked\n  action: Block\n"), &[]);
-    let alert = tokio::spawn({
-        let url = s.daemon().url();
-        async move {
-            let ch = tonic::transport::Channel::from_shared(url)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            let mut c = kubearmor_proto::feeder::log_service_client::LogServiceClient::new(ch);
-            let mut st = c
-                .watch_alerts(RequestMessage {
-                    filter: "policy".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            tokio::time::timeout(Duration::from_secs(10), st.message())
-                .await
-                .expect("no alert")
-                .unwrap()
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alert = first_alert(s.daemon()).await;
     let err = Command::new(s.p("bin/blocked")).status().unwrap_err();
     assert_eq!(
         err.raw_os_error(),
@@ -243,30 +203,7 @@ async fn file_block_by_path_directory_and_pattern() {
     assert!(denied(&cat(cat_bin, &s.p("etc/shadow"))), "pattern");
     assert!(cat(cat_bin, &s.p("data/plain.txt")).status.success());
     assert!(cat(cat_bin, &s.p("etc/passwd")).status.success());
-    let watch = tokio::spawn({
-        let url = s.daemon().url();
-        async move {
-            let ch = tonic::transport::Channel::from_shared(url)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            let mut c = kubearmor_proto::feeder::log_service_client::LogServiceClient::new(ch);
-            let mut st = c
-                .watch_alerts(RequestMessage {
-                    filter: "policy".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            tokio::time::timeout(Duration::from_secs(10), st.message())
-                .await
-                .expect("no alert")
-                .unwrap()
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let watch = first_alert(s.daemon()).await;
     assert!(denied(&cat(cat_bin, &s.p("etc/shadow"))));
     let a = watch.await.unwrap();
     assert_eq!(a.operation, "File");
@@ -322,10 +259,12 @@ async fn owner_only() {
         denied(&cat(Path::new("/usr/bin/cat"), &s.p("home/owned.txt"))),
         "root is not the owner"
     );
-    let out = run(Command::new("/usr/bin/cat")
-        .arg(s.p("home/owned.txt"))
-        .uid(1000)
-        .gid(1000));
+    let out = run_limited(
+        Command::new("/usr/bin/cat")
+            .arg(s.p("home/owned.txt"))
+            .uid(1000)
+            .gid(1000),
+    );
     assert!(out.status.success(), "the owner reads it: {out:?}");
 }
 
@@ -338,30 +277,7 @@ async fn audit_allows_and_alerts() {
         ),
         &[],
     );
-    let watch = tokio::spawn({
-        let url = s.daemon().url();
-        async move {
-            let ch = tonic::transport::Channel::from_shared(url)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            let mut c = kubearmor_proto::feeder::log_service_client::LogServiceClient::new(ch);
-            let mut st = c
-                .watch_alerts(RequestMessage {
-                    filter: "policy".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            tokio::time::timeout(Duration::from_secs(10), st.message())
-                .await
-                .expect("no alert")
-                .unwrap()
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let watch = first_alert(s.daemon()).await;
     assert!(cat(Path::new("/usr/bin/cat"), &s.p("data/secret.txt"))
         .status
         .success());

@@ -50,17 +50,7 @@ pub fn event_for(
         ..Default::default()
     };
     if let Some(c) = container {
-        a.container_id = c.id.clone();
-        a.container_name = c.name.clone();
-        a.container_image = c.image.clone();
-        a.namespace_name = c.namespace.clone();
-        a.pod_name = c.endpoint.clone();
-        a.labels = c
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        fill_container(&mut a, c);
     }
     match decision.report {
         Report::Silent if !op.denied => return None,
@@ -107,4 +97,19 @@ pub fn event_for(
         }
     }
     Some(a)
+}
+
+/// The container fields of an event (runtime spec §1.7).
+pub fn fill_container(a: &mut Alert, c: &ContainerRecord) {
+    a.container_id = c.id.clone();
+    a.container_name = c.name.clone();
+    a.container_image = c.image.clone();
+    a.namespace_name = c.namespace.clone();
+    a.pod_name = c.endpoint.clone();
+    a.labels = c
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
 }

@@ -218,17 +218,7 @@ pub fn to_alert(ev: &PlaneEvent, world: &World) -> Option<Alert> {
         ..Default::default()
     };
     if let Some(c) = &container {
-        a.container_id = c.id.clone();
-        a.container_name = c.name.clone();
-        a.container_image = c.image.clone();
-        a.namespace_name = c.namespace.clone();
-        a.pod_name = c.endpoint.clone();
-        a.labels = c
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        super::alert::fill_container(&mut a, c);
     }
     let matched = if container.is_some() {
         event_type::MATCHED_POLICY

@@ -61,6 +61,9 @@ pub struct Options {
     pub config: Option<String>,
     pub env: Vec<(String, String)>,
     pub test_source: bool,
+    /// A command the daemon is run under, e.g. `["/usr/sbin/ip", "netns", "exec", NS]` (it
+    /// must exec the daemon, so the child pid stays the daemon's).
+    pub wrapper: Vec<String>,
 }
 
 impl Options {
@@ -90,7 +93,14 @@ pub struct Daemon {
 }
 
 fn command(dir: &TestDir, opts: &Options, log: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = match opts.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     // A clean environment: no stray GRPC, DEBUG, LSM... from the caller.
     cmd.env_clear()
         .env("GRPC", "0")
@@ -199,6 +209,10 @@ impl Daemon {
             .get("test-vm")
             .map(|h| h.policy_list.clone())
             .unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -383,4 +397,51 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs a command with its output captured and a 30 s limit, so a bug in a plane fails a test
+/// instead of hanging it.
+pub fn run_limited(cmd: &mut std::process::Command) -> std::process::Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if flag.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: signalling our own child, which is still unreaped (done is not set).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, Ordering::Relaxed);
+    out
+}
+
+/// Subscribes to alerts now and returns the first one that arrives (10 s at most).
+pub async fn first_alert(d: &Daemon) -> tokio::task::JoinHandle<kubearmor_proto::feeder::Alert> {
+    let mut stream = d
+        .log_client()
+        .await
+        .watch_alerts(kubearmor_proto::feeder::RequestMessage {
+            filter: "policy".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("no alert within 10 s")
+            .unwrap()
+            .expect("alert stream ended")
+    })
 }
