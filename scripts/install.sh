@@ -7,6 +7,9 @@
 #   /opt/kubearmor/policies/            policies, mode 0700 (example policies with --examples)
 #   /usr/local/bin/kubearmor            link to the daemon
 #   /usr/lib/systemd/system/kubearmor.service, kubearmor.path
+#   USB escape hatch (docs/usb.md): /opt/kubearmor/usb-escape-hatch.sh, the udev rule
+#   /usr/lib/udev/rules.d/70-kubearmor-usb-escape-hatch.rules and the systemd drop-in
+#   /etc/systemd/system/kubearmor.service.d/usb-escape-hatch.conf (ExecStopPost)
 # The units are installed and systemd reloaded, but nothing is enabled or started unless asked.
 #
 # Usage: scripts/install.sh [--prefix DIR] [--bin-dir DIR] [--examples] [--enable]
@@ -65,13 +68,22 @@ if ((examples)); then
     done
 fi
 install -m 0644 packaging/kubearmor.service packaging/kubearmor.path "$root/usr/lib/systemd/system/"
+# USB escape hatch: keeps keyboards working while the daemon is down with buses held.
+install -m 0755 scripts/usb-escape-hatch.sh "$opt/usb-escape-hatch.sh"
+install -d -m 0755 "$root/usr/lib/udev/rules.d" "$root/etc/systemd/system/kubearmor.service.d"
+install -m 0644 packaging/udev/70-kubearmor-usb-escape-hatch.rules "$root/usr/lib/udev/rules.d/"
+install -m 0644 packaging/udev/systemd/kubearmor.service.d/usb-escape-hatch.conf \
+    "$root/etc/systemd/system/kubearmor.service.d/"
 if [ -d packaging/hooks.d ]; then
     install -d -m 0755 "$root/usr/share/containers/oci/hooks.d"
     install -m 0644 packaging/hooks.d/*.json "$root/usr/share/containers/oci/hooks.d/"
 fi
 echo "install: installed into ${prefix}"
 
-# systemd only when installing into the running system.
+# udev and systemd only when installing into the running system.
+if [ "$root" = "" ] && command -v udevadm >/dev/null && [ -d /run/udev ]; then
+    udevadm control --reload || echo "install: udevadm control --reload failed" >&2
+fi
 if [ "$root" = "" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     if ((enable)); then systemctl enable kubearmor.service; fi

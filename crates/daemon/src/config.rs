@@ -479,6 +479,20 @@ pub const KEYS: &[KeySpec] = &[
         "sysfs the USB device handler reads and writes (tests use a fake tree)",
     ),
     key(
+        "usbStateFile",
+        Kind::OptionalPath,
+        kubearmor_usb::DEFAULT_STATE_FILE,
+        Effect::Active,
+        "USB handler state file, read by the escape hatch and the next start (none = no file)",
+    ),
+    key(
+        "usbAcceptUserspaceUevents",
+        Kind::Bool,
+        "false",
+        Effect::Active,
+        "TEST ONLY: the USB handler accepts uevents from userspace senders (forgeable by any root process)",
+    ),
+    key(
         "probeDataPath",
         Kind::OptionalPath,
         "/tmp/karmorProbeData.cfg",
@@ -645,6 +659,11 @@ pub struct Config {
     /// Enforcement planes to start, by name.
     pub planes: Vec<String>,
     pub usb_sysfs_root: PathBuf,
+    /// Where the USB handler keeps its state file (`None`: no state file, no escape hatch).
+    pub usb_state_file: Option<PathBuf>,
+    /// TEST ONLY: the USB handler accepts uevents that userspace processes send (any root
+    /// process could then forge device events). Integration tests inject fake uevents this way.
+    pub usb_accept_userspace_uevents: bool,
     /// TEST ONLY, from [`TEST_EVENT_SOCKET_ENV`].
     pub test_event_socket: Option<PathBuf>,
 }
@@ -1323,6 +1342,16 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         }
     };
 
+    let usb_accept_userspace_uevents = t.bool("usbAcceptUserspaceUevents");
+    if usb_accept_userspace_uevents {
+        warnings.push(
+            "usbAcceptUserspaceUevents is true: TEST ONLY, the USB device handler accepts uevents \
+             from userspace senders, so any root process can forge USB device events; never use \
+             this in production"
+                .to_string(),
+        );
+    }
+
     let config = Config {
         cluster: t.text("cluster"),
         host,
@@ -1376,6 +1405,8 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
             .filter(|p| !p.is_empty() && p != "none")
             .collect(),
         usb_sysfs_root: t.path("usbSysfsRoot"),
+        usb_state_file: t.optional_path("usbStateFile"),
+        usb_accept_userspace_uevents,
         test_event_socket: inputs
             .env
             .get(TEST_EVENT_SOCKET_ENV)
@@ -1483,6 +1514,8 @@ pub fn describe(config: &Config, key: &str) -> String {
         "kaSocket" => p(&config.ka_socket),
         "planes" => config.planes.join(","),
         "usbSysfsRoot" => p(&config.usb_sysfs_root),
+        "usbStateFile" => op(&config.usb_state_file),
+        "usbAcceptUserspaceUevents" => b(config.usb_accept_userspace_uevents),
         _ => String::new(),
     }
 }
@@ -1862,6 +1895,37 @@ throttleSec: 30
         assert_eq!(
             locate(None, &none, Some(dir), |_| false),
             ConfigLocation::Embedded
+        );
+    }
+
+    #[test]
+    fn usb_state_file_and_test_only_userspace_uevents() {
+        let r = run(None, &[], &[]).unwrap();
+        assert_eq!(
+            r.config.usb_state_file.as_deref(),
+            Some(Path::new(kubearmor_usb::DEFAULT_STATE_FILE))
+        );
+        assert!(!r.config.usb_accept_userspace_uevents);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let r = run(
+            Some("usbStateFile: none\nusbAcceptUserspaceUevents: true\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(r.config.usb_state_file, None);
+        assert!(r.config.usb_accept_userspace_uevents);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("usbAcceptUserspaceUevents") && w.contains("TEST ONLY")),
+            "{:?}",
+            r.warnings
+        );
+        let r = run(None, &[("USBSTATEFILE", "/tmp/x/usb.state")], &[]).unwrap();
+        assert_eq!(
+            r.config.usb_state_file.as_deref(),
+            Some(Path::new("/tmp/x/usb.state"))
         );
     }
 

@@ -343,12 +343,7 @@ fn start_planes(
             host_name: config.host.clone(),
             node_id: host.node_id.clone(),
         };
-        match UsbPlane::start(
-            config.usb_sysfs_root.clone(),
-            &enforcer.world(),
-            ctx,
-            pipeline.clone(),
-        ) {
+        match UsbPlane::start(config, &enforcer.world(), ctx, pipeline.clone()) {
             Ok(p) => enforcer.add(Box::new(p)),
             Err(e) => {
                 tracing::error!("USB device handler did not start: {e}");

@@ -1,10 +1,9 @@
 //! The USB device handler (kubearmor-usb), driven by the host's device rules.
 
-use std::path::PathBuf;
-
 use kubearmor_usb::{to_alert, DevicePolicy, HandlerConfig, HostContext, UsbHandler};
 
 use super::{Plane, World};
+use crate::config::Config;
 use crate::pipeline::{Event, Pipeline};
 use crate::planes::PlaneStatus;
 
@@ -13,17 +12,16 @@ pub struct UsbPlane {
 }
 
 impl UsbPlane {
-    /// Starts the handler on `sysfs_root`, with the host rules of `world`.
+    /// Starts the handler with the host rules of `world`, on the sysfs at `usbSysfsRoot`, with
+    /// the state file `usbStateFile` and (tests only) `usbAcceptUserspaceUevents`.
     pub fn start(
-        sysfs_root: PathBuf,
+        daemon: &Config,
         world: &World,
         host: HostContext,
         pipeline: Pipeline,
     ) -> Result<Self, String> {
-        let config = HandlerConfig {
-            sysfs_root,
-            ..HandlerConfig::default()
-        };
+        // usbAcceptUserspaceUevents is warned about by the config log and by the handler.
+        let config = handler_config(daemon);
         let handler = UsbHandler::start(
             config,
             DevicePolicy::from_rule_set(world.host.clone()),
@@ -37,6 +35,16 @@ impl UsbPlane {
         Ok(Self {
             handler: Some(handler),
         })
+    }
+}
+
+/// The handler settings the daemon's configuration asks for.
+fn handler_config(daemon: &Config) -> HandlerConfig {
+    HandlerConfig {
+        sysfs_root: daemon.usb_sysfs_root.clone(),
+        state_file: daemon.usb_state_file.clone(),
+        allow_userspace_senders: daemon.usb_accept_userspace_uevents,
+        ..HandlerConfig::default()
     }
 }
 
