@@ -472,6 +472,13 @@ pub const KEYS: &[KeySpec] = &[
         "socket the OCI hook (kubearmor-hook) registers containers on",
     ),
     key(
+        "runcStateDirs",
+        Kind::List,
+        "/run/runc,/run/containerd/runc,/run/docker/runtime-runc",
+        Effect::Active,
+        "runc state roots rescanned at start for running containers (useOCIHooks), or none",
+    ),
+    key(
         "usbSysfsRoot",
         Kind::Path,
         "/sys",
@@ -656,6 +663,8 @@ pub struct Config {
     pub immutable_policies: bool,
     pub probe_data_path: Option<PathBuf>,
     pub ka_socket: PathBuf,
+    /// runc state roots the start-up rescan reads (`useOCIHooks`); empty: no rescan.
+    pub runc_state_dirs: Vec<PathBuf>,
     /// Enforcement planes to start, by name.
     pub planes: Vec<String>,
     pub usb_sysfs_root: PathBuf,
@@ -1352,6 +1361,20 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         );
     }
 
+    let runc_state_dirs: Vec<PathBuf> = t
+        .list("runcStateDirs")
+        .into_iter()
+        .filter(|d| !d.eq_ignore_ascii_case("none"))
+        .map(PathBuf::from)
+        .collect();
+    if let Some(bad) = runc_state_dirs.iter().find(|d| !d.is_absolute()) {
+        let bad = bad.display().to_string();
+        t.problem(
+            "runcStateDirs",
+            format!("{bad:?} is not an absolute path: use a comma list of absolute paths, or none"),
+        );
+    }
+
     let config = Config {
         cluster: t.text("cluster"),
         host,
@@ -1398,6 +1421,7 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         immutable_policies: t.bool("immutablePolicies"),
         probe_data_path: t.optional_path("probeDataPath"),
         ka_socket: t.path("kaSocket"),
+        runc_state_dirs,
         planes: t
             .text("planes")
             .split(',')
@@ -1512,6 +1536,18 @@ pub fn describe(config: &Config, key: &str) -> String {
         "immutablePolicies" => b(config.immutable_policies),
         "probeDataPath" => op(&config.probe_data_path),
         "kaSocket" => p(&config.ka_socket),
+        "runcStateDirs" => {
+            if config.runc_state_dirs.is_empty() {
+                "none".into()
+            } else {
+                config
+                    .runc_state_dirs
+                    .iter()
+                    .map(|d| p(d))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        }
         "planes" => config.planes.join(","),
         "usbSysfsRoot" => p(&config.usb_sysfs_root),
         "usbStateFile" => op(&config.usb_state_file),
@@ -1927,6 +1963,36 @@ throttleSec: 30
             r.config.usb_state_file.as_deref(),
             Some(Path::new("/tmp/x/usb.state"))
         );
+    }
+
+    #[test]
+    fn runc_state_dirs_default_to_the_rescan_roots() {
+        let r = run(None, &[], &[]).unwrap();
+        let defaults: Vec<PathBuf> = kubearmor_containers::rescan::DEFAULT_ROOTS
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(r.config.runc_state_dirs, defaults);
+        let r = run(None, &[("RUNCSTATEDIRS", "/tmp/a/runc, /run/runc")], &[]).unwrap();
+        assert_eq!(
+            r.config.runc_state_dirs,
+            [PathBuf::from("/tmp/a/runc"), PathBuf::from("/run/runc")]
+        );
+        assert_eq!(
+            describe(&r.config, "runcStateDirs"),
+            "/tmp/a/runc,/run/runc"
+        );
+        let r = run(Some("runcStateDirs: none\n"), &[], &[]).unwrap();
+        assert!(r.config.runc_state_dirs.is_empty());
+        assert_eq!(describe(&r.config, "runcStateDirs"), "none");
+        let p = problems(run(
+            Some("runcStateDirs: /run/runc,relative/dir\n"),
+            &[],
+            &[],
+        ));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "runcStateDirs");
+        assert!(p[0].reason.contains("\"relative/dir\""), "{}", p[0].reason);
     }
 
     #[test]

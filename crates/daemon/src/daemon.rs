@@ -112,6 +112,13 @@ pub async fn run(
     )));
 
     let state = Arc::new(StateHub::new(&config, &host, &enforcement));
+    if config.state_agent {
+        tasks.push(tokio::spawn(crate::state::follow_registry(
+            state.clone(),
+            registry.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
 
     let api = grpc::bind_all(config.grpc_port, "gRPC")?;
     let health = grpc::bind_all(config.health_port, "gRPCHealthPort")?;
@@ -121,6 +128,8 @@ pub async fn run(
             pipeline: pipeline.clone(),
             store: store.clone(),
             state: state.clone(),
+            registry: registry.clone(),
+            enforcement: Arc::new(enforcement.clone()),
         },
         api,
         health,
@@ -384,10 +393,19 @@ fn start_hooks(
         registry.clone(),
     )?
     .with_handler(Arc::new(RefreshOnHook(enforcer.clone())));
-    let report = rescan::rescan(registry, &rescan::RescanConfig::default());
+    let report = rescan::rescan(
+        registry,
+        &rescan::RescanConfig {
+            roots: config.runc_state_dirs.clone(),
+        },
+    );
+    for s in &report.skipped {
+        tracing::debug!(path = %s.path.display(), reason = %s.reason, "rescan: skipped");
+    }
     tracing::info!(
         registered = registry.len(),
         skipped = report.skipped.len(),
+        roots = ?config.runc_state_dirs,
         socket = %config.ka_socket.display(),
         "OCI hooks: running containers rescanned; listening for kubearmor-hook"
     );

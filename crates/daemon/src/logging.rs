@@ -31,9 +31,10 @@ pub fn init(debug: bool) -> MessageSink {
     let sink = MessageSink::default();
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // Our crate at the chosen level; dependencies (h2, tower...) at warn.
+        // Our crates at the chosen level (the container registry logs upstream's "Detected a
+        // container" lines); dependencies (h2, tower...) at warn.
         EnvFilter::new(format!(
-            "warn,kubearmor={default},kubearmor_daemon={default}"
+            "warn,kubearmor={default},kubearmor_daemon={default},kubearmor_containers={default}"
         ))
     });
     let fmt = tracing_subscriber::fmt::layer()

@@ -3,11 +3,17 @@
 //!
 //! Both tell the truth about enforcement: with no plane active, `ActiveLSM` is empty,
 //! `HostSecurity`/`ContainerSecurity` are false, and containers report `policyEnabled: 0`.
+//!
+//! Containers come from the container registry, read at the time of the call: a container is
+//! listed as soon as it is registered, which is before its OCI hook gets `ok`. The probe file
+//! (written once at start, upstream's `KarmorData` keys) lists no containers, as upstream's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use kubearmor_proto::policy::{HostSecurityPolicies, Policy, ProbeResponse};
+use kubearmor_containers::ContainerRecord;
+use kubearmor_proto::policy::{ContainerData, HostSecurityPolicies, Policy, ProbeResponse};
 use serde_json::json;
 
 use crate::config::Config;
@@ -63,9 +69,42 @@ pub fn write_probe_file(path: &Path, text: &str) {
     }
 }
 
-/// The `getProbeData` answer. Containers appear once the container registry exists; the host
-/// map has one key, the host name, with the host policies that select this host.
-pub fn probe_response(config: &Config, snapshot: &PolicySnapshot) -> ProbeResponse {
+/// The `getProbeData` answer.
+/// * `containerList`: the name of every registered container (one entry per container, sorted).
+/// * `containerMap`: endpoint name (the container name outside Kubernetes) → the container
+///   and cluster policies that select it; `policyEnabled` is 1 when a plane enforces and the
+///   planes can find the container (its cgroup id is known).
+/// * `hostMap`: one key, the host name, with the host policies that select this host.
+pub fn probe_response(
+    config: &Config,
+    snapshot: &PolicySnapshot,
+    containers: &[Arc<ContainerRecord>],
+    enforcement: &Enforcement,
+) -> ProbeResponse {
+    let mut records: Vec<&Arc<ContainerRecord>> = containers.iter().collect();
+    records.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    let container_list = records.iter().map(|r| r.name.clone()).collect();
+    let enforcing = enforcement.is_enforcing() && config.container_policy;
+    let mut container_map: BTreeMap<String, ContainerData> = BTreeMap::new();
+    for r in records {
+        let entry = container_map
+            .entry(r.endpoint.clone())
+            .or_insert_with(|| ContainerData {
+                policy_enabled: 1,
+                ..ContainerData::default()
+            });
+        if !(enforcing && r.cgroup_id != 0) {
+            entry.policy_enabled = 0;
+        }
+        for p in snapshot.container_policies(&r.identity()) {
+            if !entry.policy_list.contains(&p.policy.name) {
+                entry.policy_list.push(p.policy.name.clone());
+                entry.policy_data_list.push(Policy {
+                    policy: p.probe_json(),
+                });
+            }
+        }
+    }
     let mut host_map = BTreeMap::new();
     if config.host_policy {
         let mut h = HostSecurityPolicies::default();
@@ -78,8 +117,8 @@ pub fn probe_response(config: &Config, snapshot: &PolicySnapshot) -> ProbeRespon
         host_map.insert(config.host.clone(), h);
     }
     ProbeResponse {
-        container_list: Vec::new(),
-        container_map: BTreeMap::new(),
+        container_list,
+        container_map,
         host_map,
         network_map: BTreeMap::new(),
     }

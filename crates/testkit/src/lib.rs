@@ -387,14 +387,27 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(parent: &Path, id: &str) -> Gate {
+        Self::with_check(parent, id, None)
+    }
+
+    /// A gate that first runs `check` (a `/bin/busybox sh` command line, run in the runtime's
+    /// namespaces with an empty environment) and saves its output as `check`: what the
+    /// world looked like the moment the previous hooks had exited.
+    pub fn with_check(parent: &Path, id: &str, check: Option<&str>) -> Gate {
         let dir = parent.join(format!("gate-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let script = dir.join("gate.sh");
         let d = dir.display();
+        let check = check
+            .map(|c| {
+                format!("( {c} ) > {d}/check.tmp 2>&1\n/bin/busybox mv {d}/check.tmp {d}/check\n")
+            })
+            .unwrap_or_default();
         std::fs::write(
             &script,
             format!(
                 "#!/bin/busybox sh\n\
+                 {check}\
                  /bin/busybox cat > {d}/held.tmp\n\
                  /bin/busybox mv {d}/held.tmp {d}/held\n\
                  while [ ! -e {d}/release ]; do /bin/busybox usleep 20000; done\n"
@@ -403,6 +416,11 @@ impl Gate {
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         Gate { dir }
+    }
+
+    /// The output of the check command (see [`Gate::with_check`]), once held.
+    pub fn check_output(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("check")).ok()
     }
 
     /// The hook entry to append to `createRuntime` ([`Bundle::add_hook`]).

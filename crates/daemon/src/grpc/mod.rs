@@ -36,6 +36,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
+use crate::planes::Enforcement;
 use crate::state::StateHub;
 use crate::store::PolicyStore;
 
@@ -64,6 +65,10 @@ pub struct Services {
     pub pipeline: Pipeline,
     pub store: Arc<PolicyStore>,
     pub state: Arc<StateHub>,
+    /// The containers (ProbeService lists them).
+    pub registry: Arc<kubearmor_containers::Registry>,
+    /// What the planes enforce (ProbeService's `policyEnabled`).
+    pub enforcement: Arc<Enforcement>,
 }
 
 /// The running servers.
@@ -136,6 +141,8 @@ pub async fn start(
         ProbeServiceServer::new(probe::ProbeSvc::new(
             services.config.clone(),
             services.store.clone(),
+            services.registry.clone(),
+            services.enforcement.clone(),
         ))
         .max_decoding_message_size(MAX_SMALL_REQUEST)
         .max_encoding_message_size(MAX_SNAPSHOT)

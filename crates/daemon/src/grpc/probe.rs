@@ -2,21 +2,35 @@
 
 use std::sync::Arc;
 
+use kubearmor_containers::Registry;
 use kubearmor_proto::policy::ProbeResponse;
 use kubearmor_proto::probe::probe_service_server::ProbeService;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::planes::Enforcement;
 use crate::store::PolicyStore;
 
 pub struct ProbeSvc {
     config: Arc<Config>,
     store: Arc<PolicyStore>,
+    registry: Arc<Registry>,
+    enforcement: Arc<Enforcement>,
 }
 
 impl ProbeSvc {
-    pub fn new(config: Arc<Config>, store: Arc<PolicyStore>) -> Self {
-        Self { config, store }
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<PolicyStore>,
+        registry: Arc<Registry>,
+        enforcement: Arc<Enforcement>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            registry,
+            enforcement,
+        }
     }
 }
 
@@ -30,6 +44,8 @@ impl ProbeService for ProbeSvc {
         Ok(Response::new(crate::probe::probe_response(
             &self.config,
             &snap,
+            &self.registry.snapshot(),
+            &self.enforcement,
         )))
     }
 }

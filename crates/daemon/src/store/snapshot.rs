@@ -114,6 +114,19 @@ impl PolicySnapshot {
         )
     }
 
+    /// The container and cluster policies that select a container, in key order (what
+    /// [`Self::container_rules`] compiles; none when container policies are disabled).
+    pub fn container_policies<'a>(
+        &'a self,
+        container: &ContainerIdentity,
+    ) -> impl Iterator<Item = &'a Arc<StoredPolicy>> + 'a {
+        let subject = Subject::Container(container.clone());
+        let enabled = self.scope.container_policies;
+        self.policies.values().filter(move |p| {
+            enabled && p.policy.kind != PolicyKind::Host && p.policy.selects(&subject, MODE)
+        })
+    }
+
     /// Every policy in force, host and container, in key order.
     pub fn policies(&self) -> impl Iterator<Item = &Arc<StoredPolicy>> {
         self.policies.values()
