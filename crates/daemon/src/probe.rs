@@ -123,3 +123,143 @@ pub fn probe_response(
         network_map: BTreeMap::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::planes::PlaneStatus;
+    use crate::store::{PolicyStore, Scope, StoreSettings};
+    use kubearmor_containers::procfs::HostProc;
+    use kubearmor_containers::{Container, HookRequest, Registry, Source};
+    use kubearmor_policy::{HostIdentity, Postures};
+
+    const POLICIES: &str = "apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata: {name: ksp-web}
+spec:
+  selector: {matchLabels: {kubearmor.io/container.name: web}}
+  process: {matchPaths: [{path: /usr/bin/apt}]}
+  action: Block
+---
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata: {name: ksp-shop}
+spec:
+  selector: {matchLabels: {app: shop}}
+  file: {matchPaths: [{path: /etc/shadow}]}
+  action: Block
+";
+
+    fn config() -> Config {
+        crate::config::resolve(crate::config::Inputs {
+            file: None,
+            env: &Default::default(),
+            flags: &[],
+            hostname: "vm-1",
+        })
+        .unwrap()
+        .config
+    }
+
+    fn store(dir: &Path, container_policies: bool) -> PolicyStore {
+        std::fs::write(dir.join("p.yaml"), POLICIES).unwrap();
+        let store = PolicyStore::new(StoreSettings {
+            dir: dir.to_path_buf(),
+            scope: Scope {
+                host: HostIdentity {
+                    hostname: "vm-1".into(),
+                    labels: Default::default(),
+                },
+                host_postures: Postures::default(),
+                container_postures: Postures::default(),
+                host_policies: true,
+                container_policies,
+            },
+            immutable: false,
+        });
+        store.rescan();
+        store
+    }
+
+    fn registry() -> Registry {
+        // records without a pid never touch /proc
+        let reg = Registry::new(Arc::new(HostProc::new("/nonexistent")));
+        for (id, name, labels, cgroup_id) in [
+            ("c1", "web", "app=shop", 11),
+            ("c2", "web", "", 0),
+            ("c3", "db", "app=shop", 13),
+            ("c4", "idle", "", 14),
+        ] {
+            let c = Container {
+                container_id: id.into(),
+                container_name: name.into(),
+                labels: labels.into(),
+                cgroup_id,
+                ..Container::default()
+            };
+            reg.apply(&HookRequest::create(c), Source::Hook).unwrap();
+        }
+        reg
+    }
+
+    fn enforcing() -> Enforcement {
+        Enforcement::from_planes(
+            vec![PlaneStatus {
+                name: "fanotify",
+                enforcer: "fanotify",
+                families: vec!["Process", "File"],
+            }],
+            &[],
+        )
+    }
+
+    #[test]
+    fn containers_and_the_policies_that_select_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path(), true);
+        let reg = registry();
+        let r = probe_response(&config(), &store.snapshot(), &reg.snapshot(), &enforcing());
+        assert_eq!(r.container_list, ["db", "idle", "web", "web"]);
+        let names = |k: &str| r.container_map[k].policy_list.clone();
+        // one endpoint for both "web" containers: the union of their policies
+        assert_eq!(names("web"), ["ksp-shop", "ksp-web"]);
+        assert_eq!(names("db"), ["ksp-shop"]);
+        assert!(names("idle").is_empty());
+        assert_eq!(r.container_map.len(), 3);
+        let doc: serde_json::Value =
+            serde_json::from_slice(&r.container_map["db"].policy_data_list[0].policy).unwrap();
+        assert_eq!(doc["metadata"]["name"], "ksp-shop");
+        assert_eq!(doc["spec"]["selector"]["matchLabels"]["app"], "shop");
+        // enforced only where a plane runs and can find every container (cgroup id known)
+        assert_eq!(r.container_map["db"].policy_enabled, 1);
+        assert_eq!(r.container_map["idle"].policy_enabled, 1);
+        assert_eq!(r.container_map["web"].policy_enabled, 0);
+        let r = probe_response(
+            &config(),
+            &store.snapshot(),
+            &reg.snapshot(),
+            &Enforcement::none(),
+        );
+        assert!(r.container_map.values().all(|c| c.policy_enabled == 0));
+    }
+
+    #[test]
+    fn disabled_container_policies_select_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path(), false);
+        let mut config = config();
+        config.container_policy = false;
+        let r = probe_response(
+            &config,
+            &store.snapshot(),
+            &registry().snapshot(),
+            &enforcing(),
+        );
+        assert_eq!(r.container_list.len(), 4);
+        assert!(r.container_map.values().all(|c| c.policy_list.is_empty()));
+        assert!(r.container_map.values().all(|c| c.policy_enabled == 0));
+        let empty = probe_response(&config, &store.snapshot(), &[], &enforcing());
+        assert!(empty.container_list.is_empty() && empty.container_map.is_empty());
+    }
+}
