@@ -465,6 +465,13 @@ pub const KEYS: &[KeySpec] = &[
         "enforcement planes to start (cgroup-bpf, fanotify, usb), or none",
     ),
     key(
+        "metricsPort",
+        Kind::Port,
+        "0",
+        Effect::Active,
+        "port of /metrics (Prometheus text: enforced families, pipeline counters); 0 = off",
+    ),
+    key(
         "kaSocket",
         Kind::Path,
         "/var/run/kubearmor/ka.sock",
@@ -663,6 +670,7 @@ pub struct Config {
     pub immutable_policies: bool,
     pub probe_data_path: Option<PathBuf>,
     pub ka_socket: PathBuf,
+    pub metrics_port: u16,
     /// runc state roots the start-up rescan reads (`useOCIHooks`); empty: no rescan.
     pub runc_state_dirs: Vec<PathBuf>,
     /// Enforcement planes to start, by name.
@@ -1421,6 +1429,7 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         immutable_policies: t.bool("immutablePolicies"),
         probe_data_path: t.optional_path("probeDataPath"),
         ka_socket: t.path("kaSocket"),
+        metrics_port: t.port("metricsPort"),
         runc_state_dirs,
         planes: t
             .text("planes")
@@ -1536,6 +1545,7 @@ pub fn describe(config: &Config, key: &str) -> String {
         "immutablePolicies" => b(config.immutable_policies),
         "probeDataPath" => op(&config.probe_data_path),
         "kaSocket" => p(&config.ka_socket),
+        "metricsPort" => config.metrics_port.to_string(),
         "runcStateDirs" => {
             if config.runc_state_dirs.is_empty() {
                 "none".into()

@@ -111,6 +111,21 @@ pub async fn run(
         shutdown_rx.clone(),
     )));
 
+    let enforcement = Arc::new(enforcement);
+    if config.metrics_port != 0 {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.metrics_port))
+            .await
+            .map_err(DaemonError::Serve)?;
+        tracing::info!(addr = ?listener.local_addr().ok(), "metrics listening on /metrics");
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            enforcement.clone(),
+            pipeline.clone(),
+            enforcer.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+
     let state = Arc::new(StateHub::new(&config, &host, &enforcement));
     if config.state_agent {
         tasks.push(tokio::spawn(crate::state::follow_registry(
@@ -129,7 +144,7 @@ pub async fn run(
             store: store.clone(),
             state: state.clone(),
             registry: registry.clone(),
-            enforcement: Arc::new(enforcement.clone()),
+            enforcement: enforcement.clone(),
         },
         api,
         health,

@@ -20,6 +20,7 @@ pub mod enforce;
 pub mod grpc;
 pub mod host_info;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod planes;
 pub mod probe;

@@ -66,13 +66,32 @@ fn policy(blocked: &Path) -> String {
     )
 }
 
-fn start(dir: &TestDir, s: &Scratch) -> Daemon {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &TestDir, s: &Scratch, metrics: u16) -> Daemon {
     Daemon::start(
         dir,
         Options::default()
             .env("PLANES", "cgroup-bpf")
-            .env("BPFFSPATH", s.bpffs.to_str().unwrap()),
+            .env("BPFFSPATH", s.bpffs.to_str().unwrap())
+            .env("METRICSPORT", &metrics.to_string()),
     )
+}
+
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,12 +104,23 @@ async fn raw_socket_denied_alerted_and_enforced_across_kill_9() {
     )
     .unwrap();
 
-    let d = start(&dir, &s);
+    let port = free_port();
+    let d = start(&dir, &s, port);
     assert!(
         d.stderr()
             .contains("cgroup-bpf (CgroupBPF) enforces Network"),
         "{}",
         d.stderr()
+    );
+    let m = metrics(port);
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(
+        m.contains(r#"kubearmor_family_enforced{family="Network",plane="cgroup-bpf",enforcer="CgroupBPF"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"kubearmor_family_enforced{family="Capabilities",plane="",enforcer=""} 0"#),
+        "{m}"
     );
     assert!(
         d.stderr().contains("Capabilities rules are NOT enforced"),
@@ -146,7 +176,7 @@ async fn raw_socket_denied_alerted_and_enforced_across_kill_9() {
     );
 
     // A restart adopts the pinned state; deleting the policy then lifts the denial.
-    let d = start(&dir, &s);
+    let d = start(&dir, &s, free_port());
     assert_eq!(
         raw_socket_errno(&s.blocked),
         EACCES,
