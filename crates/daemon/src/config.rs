@@ -465,6 +465,13 @@ pub const KEYS: &[KeySpec] = &[
         "enforcement planes to start (cgroup-bpf, fanotify, usb), or none",
     ),
     key(
+        "fanotifyFailMode",
+        Kind::Text,
+        "open",
+        Effect::Active,
+        "what the fanotify plane answers when it cannot decide (process gone, /proc unreadable): open or closed",
+    ),
+    key(
         "metricsPort",
         Kind::Port,
         "0",
@@ -671,6 +678,8 @@ pub struct Config {
     pub probe_data_path: Option<PathBuf>,
     pub ka_socket: PathBuf,
     pub metrics_port: u16,
+    /// `fanotifyFailMode: closed`: deny what cannot be decided.
+    pub fanotify_fail_closed: bool,
     /// runc state roots the start-up rescan reads (`useOCIHooks`); empty: no rescan.
     pub runc_state_dirs: Vec<PathBuf>,
     /// Enforcement planes to start, by name.
@@ -1075,6 +1084,18 @@ impl Typer<'_> {
         }
     }
 
+    /// `open` or `closed`, any case; true for closed.
+    fn fail_closed(&mut self, name: &str) -> bool {
+        match self.text(name).to_ascii_lowercase().as_str() {
+            "open" => false,
+            "closed" => true,
+            _ => {
+                self.problem(name, "must be open or closed");
+                false
+            }
+        }
+    }
+
     fn positive(&mut self, name: &str) -> u32 {
         let v = self.text(name);
         match v.parse::<i64>() {
@@ -1430,6 +1451,7 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         probe_data_path: t.optional_path("probeDataPath"),
         ka_socket: t.path("kaSocket"),
         metrics_port: t.port("metricsPort"),
+        fanotify_fail_closed: t.fail_closed("fanotifyFailMode"),
         runc_state_dirs,
         planes: t
             .text("planes")
@@ -1546,6 +1568,12 @@ pub fn describe(config: &Config, key: &str) -> String {
         "probeDataPath" => op(&config.probe_data_path),
         "kaSocket" => p(&config.ka_socket),
         "metricsPort" => config.metrics_port.to_string(),
+        "fanotifyFailMode" => if config.fanotify_fail_closed {
+            "closed"
+        } else {
+            "open"
+        }
+        .to_string(),
         "runcStateDirs" => {
             if config.runc_state_dirs.is_empty() {
                 "none".into()

@@ -344,7 +344,11 @@ fn start_planes(
             "the fanotify plane is not in the planes setting".to_string(),
         ));
     } else {
-        match enforce::fanotify::FanotifyPlane::start(Arc::downgrade(enforcer), pipeline.clone()) {
+        match enforce::fanotify::FanotifyPlane::start(
+            Arc::downgrade(enforcer),
+            pipeline.clone(),
+            config.fanotify_fail_closed,
+        ) {
             Ok(p) => enforcer.add(Box::new(p)),
             Err(e) => {
                 tracing::error!("fanotify plane did not start: {e}");

@@ -28,10 +28,56 @@ pub struct FanotifyPlane {
     marks: BTreeMap<u64, PathBuf>,
 }
 
+/// Write intent from the BPF open-intent map (sys_enter_open* tracepoints, keyed by thread
+/// id), falling back on `/proc/<tid>/syscall` when the map has no entry (io_uring, a
+/// tracepoint that could not attach). Only the decision thread calls it: the lock never waits.
+struct BpfIntent {
+    tracker: Option<std::sync::Mutex<kubearmor_bpf::OpenIntentTracker>>,
+    fallback: kubearmor_fanotify::ProcSyscallIntent,
+}
+
+impl kubearmor_fanotify::OpenIntent for BpfIntent {
+    fn open_flags(&self, tid: u32) -> Option<i32> {
+        let from_map = self
+            .tracker
+            .as_ref()
+            .and_then(|t| t.lock().ok().and_then(|t| t.lookup(tid)))
+            .map(|i| i.flags as i32);
+        from_map.or_else(|| self.fallback.open_flags(tid))
+    }
+
+    fn exec_call(&self, tid: u32, want_args: bool) -> Option<kubearmor_fanotify::ExecCall> {
+        self.fallback.exec_call(tid, want_args)
+    }
+}
+
 impl FanotifyPlane {
-    pub fn start(enforcer: Weak<Enforcer>, pipeline: Pipeline) -> Result<Self, String> {
+    pub fn start(
+        enforcer: Weak<Enforcer>,
+        pipeline: Pipeline,
+        fail_closed: bool,
+    ) -> Result<Self, String> {
         let (tx, rx) = kubearmor_fanotify::channel(4096);
-        let plane = kubearmor_fanotify::Plane::builder(Config::default())
+        let tracker = match kubearmor_bpf::OpenIntentTracker::load() {
+            Ok(t) => Some(std::sync::Mutex::new(t)),
+            Err(e) => {
+                tracing::warn!("fanotify: open-intent tracepoints unavailable ({e}); write intent comes from /proc/<tid>/syscall");
+                None
+            }
+        };
+        let config = Config {
+            fail_mode: if fail_closed {
+                kubearmor_fanotify::FailMode::Closed
+            } else {
+                kubearmor_fanotify::FailMode::Open
+            },
+            ..Config::default()
+        };
+        let plane = kubearmor_fanotify::Plane::builder(config)
+            .intent(Arc::new(BpfIntent {
+                tracker,
+                fallback: kubearmor_fanotify::ProcSyscallIntent,
+            }))
             .sink(tx)
             .start()
             .map_err(|e| e.to_string())?;
