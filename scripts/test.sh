@@ -22,4 +22,4 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== cargo test (unit, integration as root, bounded fuzz run: crates/policy/tests/fuzz_smoke.rs)"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
