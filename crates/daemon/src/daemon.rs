@@ -294,10 +294,9 @@ fn start_planes(
             "Capabilities",
             format!(
                 "needs a BPF-LSM plane (the capable hook); this version has none{}",
-                if bpf_lsm_listed() {
-                    ""
-                } else {
-                    ", and bpf is not among this kernel's active LSMs"
+                match bpf_lsm_listed() {
+                    Some(true) | None => "",
+                    Some(false) => ", and bpf is not among this kernel's active LSMs",
                 }
             ),
         ),
@@ -391,11 +390,11 @@ fn start_planes(
     reasons
 }
 
-/// Whether `bpf` is among the kernel's active LSMs.
-fn bpf_lsm_listed() -> bool {
+/// Whether `bpf` is among the kernel's active LSMs; `None` when securityfs is not readable.
+fn bpf_lsm_listed() -> Option<bool> {
     std::fs::read_to_string("/sys/kernel/security/lsm")
+        .ok()
         .map(|l| l.trim().split(',').any(|m| m == "bpf"))
-        .unwrap_or(false)
 }
 
 /// The ka.sock server (after a rescan of running runc containers) and the hookPath reader.

@@ -151,6 +151,43 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// kubearmor-rs's `EnforcementPlanes` / `NotEnforced` probe keys: which plane enforces which
+/// family, and which families nothing enforces on this kernel, with the reason.
+fn enforcement_text(h: &Value) -> String {
+    let mut out = String::new();
+    if let Some(planes) = h.get("EnforcementPlanes").and_then(Value::as_array) {
+        out.push_str("Enforcement : \n");
+        for p in planes {
+            let families: Vec<&str> = p
+                .get("Families")
+                .and_then(Value::as_array)
+                .map(|f| f.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "\t{} ({}): {}",
+                str_field(p, "Name"),
+                str_field(p, "Enforcer"),
+                families.join(", ")
+            );
+        }
+    }
+    if let Some(missing) = h.get("NotEnforced").and_then(Value::as_array) {
+        for m in missing {
+            let _ = writeln!(
+                out,
+                "\tNOT enforced: {}: {}",
+                str_field(m, "Family"),
+                str_field(m, "Reason")
+            );
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
 /// The text report.
 pub fn render_text(host: Option<&Value>, resp: &ProbeResponse) -> String {
     let mut out = String::from("\nFound KubeArmor running in Systemd mode \n\n");
@@ -188,6 +225,7 @@ pub fn render_text(host: Option<&Value>, resp: &ProbeResponse) -> String {
             let _ = writeln!(out, "\t{k:<w$}  {v}");
         }
         out.push('\n');
+        out.push_str(&enforcement_text(h));
     }
     if !resp.host_map.is_empty() {
         out.push_str("Host Policies : \n");
@@ -282,6 +320,23 @@ mod tests {
             )]),
             network_map: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn enforcement_planes_and_unenforced_families_are_shown() {
+        let h: Value = serde_json::json!({
+            "EnforcementPlanes": [{"Name": "cgroup-bpf", "Enforcer": "CgroupBPF", "Families": ["Network"]}],
+            "NotEnforced": [{"Family": "Capabilities", "Reason": "needs a BPF-LSM plane"}]
+        });
+        let text = render_text(Some(&h), &ProbeResponse::default());
+        assert!(
+            text.contains("\tcgroup-bpf (CgroupBPF): Network\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\tNOT enforced: Capabilities: needs a BPF-LSM plane\n"),
+            "{text}"
+        );
     }
 
     #[test]
