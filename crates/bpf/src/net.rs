@@ -65,6 +65,8 @@ pub struct NetPlane {
     task_source: HashMap<MapData, u32, u32>,
     events: Option<RingBuf<MapData>>,
     names: SourceNames,
+    /// The sources the last /proc scan tagged processes for (`None` before the first scan).
+    tagged_sources: Option<BTreeMap<String, u32>>,
     pin_dir: PathBuf,
 }
 
@@ -148,6 +150,7 @@ impl NetPlane {
             task_source,
             events: Some(events),
             names: Arc::new(RwLock::new(names)),
+            tagged_sources: None,
             pin_dir: cfg.pin_dir.clone(),
         })
     }
@@ -211,12 +214,18 @@ impl NetPlane {
                 .map(|(p, id)| (*id, p.clone()))
                 .collect();
         }
-        self.tag_running_processes(table);
+        // The exec tracker tags every process that execs a named source from now on; only
+        // processes already running when a source was first named need the /proc scan.
+        if self.tagged_sources.as_ref() != Some(&table.sources) {
+            self.tag_running_processes(table);
+            self.tagged_sources = Some(table.sources.clone());
+        }
         Ok(())
     }
 
-    /// Processes started before the programs were attached have no exec record: tag those
-    /// whose executable a rule names, from /proc/<pid>/exe.
+    /// Processes started before the programs were attached, or before a rule named their
+    /// executable, have no exec record: tag those whose executable a rule names, from
+    /// /proc/<pid>/exe.
     fn tag_running_processes(&mut self, table: &NetTable) {
         let Ok(dir) = fs::read_dir("/proc") else {
             return;

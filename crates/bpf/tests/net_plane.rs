@@ -90,6 +90,33 @@ impl Sandbox {
     }
 
     /// Runs perl outside the test cgroup (in the test's own cgroup).
+    /// Starts `perl` in this cgroup; it opens one socket once a line arrives on its stdin and
+    /// exits with the errno.
+    fn socket_later(&self, perl: &Path, family: &str, ty: &str, proto: u32) -> std::process::Child {
+        let procs = CString::new(self.cgroup.join("cgroup.procs").to_str().unwrap()).unwrap();
+        let script = format!(
+            "use Socket; <STDIN>; socket(my $s, {family}, {ty}, {proto}) or exit($!+0); exit 0"
+        );
+        let mut cmd = Command::new(perl);
+        cmd.args(["-e", &script])
+            .stdin(std::process::Stdio::piped());
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if n != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
     fn socket_outside(&self, family: &str, ty: &str, proto: u32) -> i32 {
         let script =
             format!("use Socket; socket(my $s, {family}, {ty}, {proto}) or exit($!+0); exit 0");
@@ -254,4 +281,35 @@ fn enforcement_survives_the_loader_and_is_adopted() {
     drop(plane);
     NetPlane::remove_pins(&sb.pins).unwrap();
     assert_eq!(sb.socket(perl, "PF_INET", "SOCK_STREAM", 0), 0);
+}
+
+#[test]
+fn a_newly_named_source_tags_processes_already_running_it() {
+    let sb = Sandbox::new("late");
+    let late = sb.copy_perl("perl-late");
+    let mut plane = NetPlane::load(&sb.config()).unwrap();
+    plane
+        .sync(&sb.table(
+            "  action: Block\n  network:\n    matchProtocols:\n    - protocol: raw\n",
+            Posture::Audit,
+        ))
+        .unwrap();
+
+    // Started (spawn returns once it has exec'd) before any rule names its executable.
+    let mut child = sb.socket_later(&late, "PF_INET", "SOCK_STREAM", 0);
+    let body = format!(
+        "  action: Block\n  network:\n    matchProtocols:\n    - protocol: tcp\n      fromSource:\n      - path: {}\n",
+        late.display()
+    );
+    plane.sync(&sb.table(&body, Posture::Audit)).unwrap();
+    // The same sources again: the tag stays.
+    plane.sync(&sb.table(&body, Posture::Block)).unwrap();
+
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(
+        child.wait().unwrap().code().unwrap(),
+        EACCES,
+        "tcp from a process that was running before its executable was named"
+    );
 }
