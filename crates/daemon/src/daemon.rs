@@ -37,6 +37,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot start the gRPC servers: {0}")]
     Serve(std::io::Error),
+    #[error("cannot listen on TCP port {port} (metricsPort): {source}")]
+    Metrics { port: u16, source: std::io::Error },
     #[error("OCI hook socket: {0}")]
     Hooks(#[from] kubearmor_containers::server::ServerError),
 }
@@ -115,7 +117,10 @@ pub async fn run(
     if config.metrics_port != 0 {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.metrics_port))
             .await
-            .map_err(DaemonError::Serve)?;
+            .map_err(|source| DaemonError::Metrics {
+                port: config.metrics_port,
+                source,
+            })?;
         tracing::info!(addr = ?listener.local_addr().ok(), "metrics listening on /metrics");
         tasks.push(tokio::spawn(crate::metrics::serve(
             listener,
