@@ -96,7 +96,7 @@ pub async fn run(
         kubearmor_containers::procfs::HostProc::new(&config.procfs_mount),
     )));
     let enforcer = Enforcer::new(store.clone(), registry.clone());
-    let mut reasons = start_planes(&config, &host, &enforcer, &pipeline);
+    let reasons = start_planes(&config, &host, &enforcer, &pipeline);
     if config.use_oci_hooks {
         tasks.extend(start_hooks(&config, &registry, &enforcer, &shutdown_rx)?);
     } else {
@@ -105,7 +105,7 @@ pub async fn run(
         );
     }
     enforcer.refresh();
-    let enforcement = Enforcement::from_planes(enforcer.statuses(), &reasons.split_off(0));
+    let enforcement = Enforcement::from_planes(enforcer.statuses(), &reasons);
     tasks.push(tokio::spawn(enforce::follow_changes(
         enforcer.clone(),
         store.subscribe(),
