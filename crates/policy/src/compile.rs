@@ -6,7 +6,7 @@
 use crate::index::{KeyedIndex, PathIndex};
 use crate::model::{
     Action, CapabilityRule, DeviceRule, DnsRule, NetKey, PathFamily, PathRule, PathTarget, Policy,
-    ProtocolRule, SyscallRule,
+    ProtocolRule, RuleMeta, SyscallRule,
 };
 use crate::subject::{SelectorMode, Subject};
 
@@ -151,9 +151,9 @@ impl RuleSet {
             set.syscalls.extend(p.rules.syscalls.iter().cloned());
             set.devices.extend(p.rules.devices.iter().cloned());
         }
-        set.network.allow_list = set.protocol_rules.iter().any(is_allow);
-        set.dns.allow_list = set.dns_rules.iter().any(is_allow);
-        set.capabilities.allow_list = set.capability_rules.iter().any(is_allow);
+        set.network.allow_list = set.protocol_rules.iter().any(|r| is_allow(&r.meta));
+        set.dns.allow_list = set.dns_rules.iter().any(|r| is_allow(&r.meta));
+        set.capabilities.allow_list = set.capability_rules.iter().any(|r| is_allow(&r.meta));
         set.devices.sort_by(|a, b| {
             b.specificity()
                 .cmp(&a.specificity())
@@ -175,11 +175,7 @@ impl RuleSet {
             PathFamily::File => &mut self.file,
         };
         t.allow_list |= rule.meta.action == Action::Allow;
-        let index = if rule.meta.action == Action::Audit {
-            &mut t.audit
-        } else {
-            &mut t.enforce
-        };
+        let index = table(t, rule.meta.action);
         for source in
             std::iter::once(rule.source.as_deref()).chain(source_alias.as_deref().map(Some))
         {
@@ -273,26 +269,8 @@ fn table<I>(t: &mut Table<I>, action: Action) -> &mut I {
     }
 }
 
-trait HasAction {
-    fn action(&self) -> Action;
-}
-impl HasAction for ProtocolRule {
-    fn action(&self) -> Action {
-        self.meta.action
-    }
-}
-impl HasAction for DnsRule {
-    fn action(&self) -> Action {
-        self.meta.action
-    }
-}
-impl HasAction for CapabilityRule {
-    fn action(&self) -> Action {
-        self.meta.action
-    }
-}
-fn is_allow(r: &impl HasAction) -> bool {
-    r.action() == Action::Allow
+fn is_allow(m: &RuleMeta) -> bool {
+    m.action == Action::Allow
 }
 
 /// Tie-break between rules of equal specificity: Block over Audit over Allow.
