@@ -52,20 +52,18 @@ impl Procfs {
             .and_then(|v| v.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let ns_pid = |pid: u32| -> u32 {
-            let s = fs::read_to_string(self.root.join(pid.to_string()).join("status"))
-                .unwrap_or_default();
-            s.lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .and_then(|v| v.split_whitespace().last())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(pid)
-        };
         ProcessInfo {
             host_pid,
             host_ppid,
-            pid: ns_pid(host_pid),
-            ppid: if host_ppid == 0 { 0 } else { ns_pid(host_ppid) },
+            pid: ns_pid(&status, host_pid),
+            ppid: if host_ppid == 0 {
+                0
+            } else {
+                let parent =
+                    fs::read_to_string(self.root.join(host_ppid.to_string()).join("status"))
+                        .unwrap_or_default();
+                ns_pid(&parent, host_ppid)
+            },
             uid,
             exe: self.exe(host_pid),
             parent_exe: if host_ppid == 0 {
@@ -97,6 +95,16 @@ impl Procfs {
             })
             .unwrap_or_default()
     }
+}
+
+/// The innermost pid of `NSpid:` in a status file, else `host_pid`.
+fn ns_pid(status: &str, host_pid: u32) -> u32 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(host_pid)
 }
 
 fn tty_nr(dir: &Path) -> i64 {
