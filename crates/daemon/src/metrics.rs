@@ -77,7 +77,8 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let body = render(&enforcement, &pipeline, &enforcer);
+        let (enforcement, pipeline, enforcer) =
+            (enforcement.clone(), pipeline.clone(), enforcer.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             let n =
@@ -90,6 +91,7 @@ pub async fn serve(
             let request = String::from_utf8_lossy(&buf[..n]);
             let ok = request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?");
             let response = if ok {
+                let body = render(&enforcement, &pipeline, &enforcer);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
