@@ -306,6 +306,11 @@ fn start_planes(
             ),
         ),
         (
+            "DNS",
+            "matchDNSQueries rules are decided by the policy engine but no plane in this version sees DNS queries"
+                .to_string(),
+        ),
+        (
             "Syscall",
             "syscall rules are matched on system-monitor events, which this version does not produce"
                 .to_string(),

@@ -24,10 +24,13 @@ pub struct Enforcement {
 }
 
 /// Every family a policy can name.
+/// `DNS` stands for `network.matchDNSQueries`, which the network plane's socket hooks do not
+/// cover.
 pub const FAMILIES: &[&str] = &[
     "Process",
     "File",
     "Network",
+    "DNS",
     "Capabilities",
     "Syscall",
     "Device",
