@@ -433,28 +433,7 @@ fn uevent_msg(action: &str, name: &str, c: u8, s: u8, p: u8) -> Vec<u8> {
     } else {
         format!("/devices/pci0000:00/0000:00:14.0/usb{bus}/{name}")
     };
-    let codes = format!("{c}/{s}/{p}");
-    let fields: Vec<(&str, &str)> = if name.contains(':') {
-        vec![
-            ("SUBSYSTEM", "usb"),
-            ("DEVTYPE", "usb_interface"),
-            ("PRODUCT", "781/5567/100"),
-            ("TYPE", "0/0/0"),
-            ("INTERFACE", &codes),
-            ("SEQNUM", "4242"),
-        ]
-    } else {
-        vec![
-            ("SUBSYSTEM", "usb"),
-            ("DEVTYPE", "usb_device"),
-            ("PRODUCT", "781/5567/100"),
-            ("TYPE", &codes),
-            ("BUSNUM", "001"),
-            ("DEVNUM", "002"),
-            ("SEQNUM", "4242"),
-        ]
-    };
-    uevent::encode(action, &devpath, &fields)
+    uevent::encode_usb(action, &devpath, c, s, p)
 }
 
 fn field<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -33,17 +33,8 @@ spec:
 fn msg(name: &str, storage: bool) -> Vec<u8> {
     let bus = name.split('-').next().unwrap_or("1");
     let devpath = format!("/devices/pci0000:00/0000:00:14.0/usb{bus}/{name}");
-    let codes = if storage { "8/6/80" } else { "3/1/1" };
-    uevent::encode(
-        "add",
-        &devpath,
-        &[
-            ("SUBSYSTEM", "usb"),
-            ("DEVTYPE", "usb_interface"),
-            ("TYPE", "0/0/0"),
-            ("INTERFACE", codes),
-        ],
-    )
+    let (c, s, p) = if storage { (8, 6, 80) } else { (3, 1, 1) };
+    uevent::encode_usb("add", &devpath, c, s, p)
 }
 
 fn report(what: &str, mut v: Vec<Duration>) {

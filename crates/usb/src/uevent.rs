@@ -408,6 +408,35 @@ pub fn encode(action: &str, devpath: &str, fields: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// Builds the kernel's `add`/`remove` message for a USB device (`TYPE=c/s/p`) or, when the last
+/// component of `devpath` names an interface (`1-1:1.0`), for an interface (`INTERFACE=c/s/p`).
+/// For tests and benchmarks that inject events.
+pub fn encode_usb(action: &str, devpath: &str, class: u8, sub_class: u8, protocol: u8) -> Vec<u8> {
+    let name = devpath.rsplit('/').next().unwrap_or(devpath);
+    let codes = format!("{class}/{sub_class}/{protocol}");
+    let fields: Vec<(&str, &str)> = if name.contains(':') {
+        vec![
+            ("SUBSYSTEM", "usb"),
+            ("DEVTYPE", "usb_interface"),
+            ("PRODUCT", "781/5567/100"),
+            ("TYPE", "0/0/0"),
+            ("INTERFACE", &codes),
+            ("SEQNUM", "4242"),
+        ]
+    } else {
+        vec![
+            ("SUBSYSTEM", "usb"),
+            ("DEVTYPE", "usb_device"),
+            ("PRODUCT", "781/5567/100"),
+            ("TYPE", &codes),
+            ("BUSNUM", "001"),
+            ("DEVNUM", "002"),
+            ("SEQNUM", "4242"),
+        ]
+    };
+    encode(action, devpath, &fields)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

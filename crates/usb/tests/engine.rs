@@ -104,24 +104,13 @@ impl Rig {
 }
 
 pub fn uevent_msg(action: &str, tail: &str, c: u8, s: u8, p: u8) -> Vec<u8> {
-    let devpath = format!("/devices/pci0000:00/0000:00:14.0/{tail}");
-    let name = tail.rsplit('/').next().unwrap();
-    let codes = format!("{c}/{s}/{p}");
-    let mut fields = vec![("SUBSYSTEM", "usb")];
-    if name.contains(':') {
-        fields.extend([
-            ("DEVTYPE", "usb_interface"),
-            ("TYPE", "0/0/0"),
-            ("INTERFACE", codes.as_str()),
-        ]);
-    } else {
-        fields.extend([
-            ("DEVTYPE", "usb_device"),
-            ("PRODUCT", "781/5567/100"),
-            ("TYPE", codes.as_str()),
-        ]);
-    }
-    uevent::encode(action, &devpath, &fields)
+    uevent::encode_usb(
+        action,
+        &format!("/devices/pci0000:00/0000:00:14.0/{tail}"),
+        c,
+        s,
+        p,
+    )
 }
 
 fn policy_name(e: &DeviceEvent) -> Option<&str> {

@@ -103,30 +103,13 @@ fn appear(tree: &FakeTree, name: &str, c: u8, s: u8, p: u8) {
 }
 
 fn msg(action: &str, tail: &str, c: u8, s: u8, p: u8) -> Vec<u8> {
-    let devpath = format!("/devices/pci0000:00/0000:00:14.0/{tail}");
-    let name = tail.rsplit('/').next().unwrap();
-    let codes = format!("{c}/{s}/{p}");
-    let fields: Vec<(&str, &str)> = if name.contains(':') {
-        vec![
-            ("SUBSYSTEM", "usb"),
-            ("DEVTYPE", "usb_interface"),
-            ("PRODUCT", "781/5567/100"),
-            ("TYPE", "0/0/0"),
-            ("INTERFACE", &codes),
-            ("SEQNUM", "4242"),
-        ]
-    } else {
-        vec![
-            ("SUBSYSTEM", "usb"),
-            ("DEVTYPE", "usb_device"),
-            ("PRODUCT", "781/5567/100"),
-            ("TYPE", &codes),
-            ("BUSNUM", "001"),
-            ("DEVNUM", "002"),
-            ("SEQNUM", "4242"),
-        ]
-    };
-    uevent::encode(action, &devpath, &fields)
+    uevent::encode_usb(
+        action,
+        &format!("/devices/pci0000:00/0000:00:14.0/{tail}"),
+        c,
+        s,
+        p,
+    )
 }
 
 impl Live {
