@@ -3,9 +3,10 @@
 # Idempotent: apt runs only when something is missing.
 set -euo pipefail
 
-# clang/llvm/libbpf-dev build the BPF programs; runc runs the container tests; the rest are
+# clang/llvm/libbpf-dev build the BPF programs; runc runs the container tests; qemu-system-x86
+# and xz-utils run the VM tier (crates/vmtest); the rest are
 # tools the tests call.
-PACKAGES=(clang llvm libbpf-dev linux-libc-dev runc iproute2 procps busybox-static gcc libc6-dev)
+PACKAGES=(clang llvm libbpf-dev linux-libc-dev runc iproute2 procps busybox-static gcc libc6-dev qemu-system-x86 xz-utils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,3 +24,7 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found (rustup's stable toolchain is expected)" >&2; exit 1; }
+
+# The VM tier (crates/vmtest) boots Debian's 6.1 and 6.12 kernels under QEMU; fetch them into the
+# cache now so the tests do not download.
+"$(dirname "$0")/vm/fetch-kernels.sh" >/dev/null
