@@ -97,8 +97,13 @@ pub async fn run(
     )));
     let enforcer = Enforcer::new(store.clone(), registry.clone());
     let reasons = start_planes(&config, &host, &enforcer, &pipeline);
-    if config.use_oci_hooks {
-        tasks.extend(start_hooks(&config, &registry, &enforcer, &shutdown_rx)?);
+    if config.hooks.use_oci_hooks {
+        tasks.extend(start_hooks(
+            &config.hooks,
+            &registry,
+            &enforcer,
+            &shutdown_rx,
+        )?);
     } else {
         tracing::info!(
             "useOCIHooks is false: containers are not registered; container policies apply to none"
@@ -140,8 +145,8 @@ pub async fn run(
         )));
     }
 
-    let api = grpc::bind_all(config.grpc_port, "gRPC")?;
-    let health = grpc::bind_all(config.health_port, "gRPCHealthPort")?;
+    let api = grpc::bind_all(config.grpc.port, "gRPC")?;
+    let health = grpc::bind_all(config.grpc.health_port, "gRPCHealthPort")?;
     let running = grpc::start(
         Services {
             config: config.clone(),
@@ -239,8 +244,9 @@ fn log_config(resolved: &Resolved, location: &ConfigLocation) {
     );
     for (key, source) in resolved.overrides() {
         tracing::info!(
-            "config: {key} = {} (from {source})",
-            config::describe(&resolved.config, key)
+            "config: {} = {} (from {source})",
+            key.name(),
+            resolved.text(key)
         );
     }
     let inert: Vec<String> = KEYS
@@ -249,7 +255,7 @@ fn log_config(resolved: &Resolved, location: &ConfigLocation) {
             Effect::NotYet(what)
                 if resolved
                     .sources
-                    .get(k.name)
+                    .get(&k.key)
                     .is_some_and(|s| *s != config::Source::Default) =>
             {
                 Some(format!("{} (needs {what})", k.name))
@@ -356,7 +362,7 @@ fn start_planes(
         match enforce::fanotify::FanotifyPlane::start(
             Arc::downgrade(enforcer),
             pipeline.clone(),
-            config.fanotify_fail_closed,
+            config.fanotify,
         ) {
             Ok(p) => enforcer.add(Box::new(p)),
             Err(e) => {
@@ -374,13 +380,13 @@ fn start_planes(
             "Device",
             "the usb plane is not in the planes setting".to_string(),
         ));
-    } else if kubearmor_usb::wanted(config.enable_usb, config.host_policy) {
+    } else if kubearmor_usb::wanted(config.usb.enabled, config.host_policy) {
         let ctx = kubearmor_usb::HostContext {
             cluster_name: config.cluster.clone(),
             host_name: config.host.clone(),
             node_id: host.node_id.clone(),
         };
-        match UsbPlane::start(config, &enforcer.world(), ctx, pipeline.clone()) {
+        match UsbPlane::start(&config.usb, &enforcer.world(), ctx, pipeline.clone()) {
             Ok(p) => enforcer.add(Box::new(p)),
             Err(e) => {
                 tracing::error!("USB device handler did not start: {e}");
@@ -409,7 +415,7 @@ fn bpf_lsm_listed() -> Option<bool> {
 
 /// The ka.sock server (after a rescan of running runc containers) and the hookPath reader.
 fn start_hooks(
-    config: &Arc<config::Config>,
+    config: &config::HookConfig,
     registry: &Arc<kubearmor_containers::Registry>,
     enforcer: &Arc<Enforcer>,
     shutdown: &watch::Receiver<bool>,

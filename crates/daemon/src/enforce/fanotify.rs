@@ -55,7 +55,7 @@ impl FanotifyPlane {
     pub fn start(
         enforcer: Weak<Enforcer>,
         pipeline: Pipeline,
-        fail_closed: bool,
+        settings: crate::config::FanotifyConfig,
     ) -> Result<Self, String> {
         let (tx, rx) = kubearmor_fanotify::channel(4096);
         let tracker = match kubearmor_bpf::OpenIntentTracker::load() {
@@ -66,7 +66,7 @@ impl FanotifyPlane {
             }
         };
         let config = Config {
-            fail_mode: if fail_closed {
+            fail_mode: if settings.fail_closed {
                 kubearmor_fanotify::FailMode::Closed
             } else {
                 kubearmor_fanotify::FailMode::Open

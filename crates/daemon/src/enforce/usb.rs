@@ -3,7 +3,7 @@
 use kubearmor_usb::{to_alert, DevicePolicy, HandlerConfig, HostContext, UsbHandler};
 
 use super::{Plane, World};
-use crate::config::Config;
+use crate::config::UsbConfig;
 use crate::pipeline::{Event, Pipeline};
 use crate::planes::PlaneStatus;
 
@@ -15,13 +15,13 @@ impl UsbPlane {
     /// Starts the handler with the host rules of `world`, on the sysfs at `usbSysfsRoot`, with
     /// the state file `usbStateFile` and (tests only) `usbAcceptUserspaceUevents`.
     pub fn start(
-        daemon: &Config,
+        config: &UsbConfig,
         world: &World,
         host: HostContext,
         pipeline: Pipeline,
     ) -> Result<Self, String> {
         // usbAcceptUserspaceUevents is warned about by the config log and by the handler.
-        let config = handler_config(daemon);
+        let config = handler_config(config);
         let handler = UsbHandler::start(
             config,
             DevicePolicy::from_rule_set(world.host.clone()),
@@ -39,11 +39,11 @@ impl UsbPlane {
 }
 
 /// The handler settings the daemon's configuration asks for.
-fn handler_config(daemon: &Config) -> HandlerConfig {
+fn handler_config(config: &UsbConfig) -> HandlerConfig {
     HandlerConfig {
-        sysfs_root: daemon.usb_sysfs_root.clone(),
-        state_file: daemon.usb_state_file.clone(),
-        allow_userspace_senders: daemon.usb_accept_userspace_uevents,
+        sysfs_root: config.sysfs_root.clone(),
+        state_file: config.state_file.clone(),
+        allow_userspace_senders: config.accept_userspace_uevents,
         ..HandlerConfig::default()
     }
 }
