@@ -56,27 +56,52 @@ pub fn parse_cgroup_v2_path(text: &str) -> Option<String> {
     })
 }
 
+/// One line of `/proc/PID/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Device number of the filesystem (`major:minor`, field 3).
+    pub major: u32,
+    pub minor: u32,
+    /// The directory of the filesystem that is mounted (field 4, unescaped).
+    pub root: String,
+    /// Where it is mounted (field 5, unescaped).
+    pub mount_point: PathBuf,
+    /// The filesystem type (first field after ` - `).
+    pub fs_type: String,
+}
+
+/// Parses mountinfo text; lines that do not parse are skipped.
+pub fn parse_mountinfo(mountinfo: &str) -> Vec<MountInfo> {
+    mountinfo.lines().filter_map(parse_mountinfo_line).collect()
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
+    // id parent major:minor root mountpoint options [optional...] - fstype source superopts
+    let (left, right) = line.split_once(" - ")?;
+    let fs_type = right.split_whitespace().next()?.to_string();
+    let fields: Vec<&str> = left.split_whitespace().collect();
+    let (major, minor) = fields.get(2)?.split_once(':')?;
+    Some(MountInfo {
+        major: major.parse().ok()?,
+        minor: minor.parse().ok()?,
+        root: unescape_mountinfo(fields.get(3)?),
+        mount_point: PathBuf::from(unescape_mountinfo(fields.get(4)?)),
+        fs_type,
+    })
+}
+
 /// The mount point of the cgroup2 filesystem, from mountinfo text. Prefers a mount of the
 /// hierarchy root (`/`), which is what the host sees.
 pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     let mut fallback = None;
-    for line in mountinfo.lines() {
-        // id parent major:minor root mountpoint options [optional...] - fstype source superopts
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        if right.split_whitespace().next() != Some("cgroup2") {
+    for m in parse_mountinfo(mountinfo) {
+        if m.fs_type != "cgroup2" {
             continue;
         }
-        let fields: Vec<&str> = left.split_whitespace().collect();
-        let (Some(root), Some(mount_point)) = (fields.get(3), fields.get(4)) else {
-            continue;
-        };
-        let mount_point = PathBuf::from(unescape_mountinfo(mount_point));
-        if *root == "/" {
-            return Some(mount_point);
+        if m.root == "/" {
+            return Some(m.mount_point);
         }
-        fallback.get_or_insert(mount_point);
+        fallback.get_or_insert(m.mount_point);
     }
     fallback
 }
@@ -429,6 +454,30 @@ mod tests {
             Some(PathBuf::from("/mnt/cg"))
         );
         assert_eq!(parse_cgroup2_mount("garbage\n\n1 2 3\n"), None);
+    }
+
+    #[test]
+    fn mountinfo_lines() {
+        let text = "\
+36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+bad line without separator
+37 35 x:1 / /bad rw - tmpfs tmpfs rw
+38 35 0:45 / /tmp/t\\134x rw shared:2 - tmpfs tmpfs rw
+";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(
+            m[0],
+            MountInfo {
+                major: 98,
+                minor: 0,
+                root: "/mnt1".into(),
+                mount_point: PathBuf::from("/mnt/a b"),
+                fs_type: "ext3".into(),
+            }
+        );
+        assert_eq!(m[1].mount_point, PathBuf::from("/tmp/t\\x"));
+        assert_eq!((m[1].major, m[1].minor), (0, 45));
     }
 
     #[test]
