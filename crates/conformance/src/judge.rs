@@ -213,34 +213,58 @@ mod tests {
     #[test]
     fn default_follows_the_posture() {
         let b = Expectation::new(&cmd("default", "default"), "p", Posture::Block);
-        assert_eq!((b.passed, b.policy.as_str(), b.action.as_str()), (false, "DefaultPosture", "Block"));
+        assert_eq!(
+            (b.passed, b.policy.as_str(), b.action.as_str()),
+            (false, "DefaultPosture", "Block")
+        );
         let a = Expectation::new(&cmd("default", "default"), "p", Posture::Audit);
-        assert_eq!((a.passed, a.policy.as_str(), a.action.as_str()), (true, "DefaultPosture", "Audit"));
+        assert_eq!(
+            (a.passed, a.policy.as_str(), a.action.as_str()),
+            (true, "DefaultPosture", "Audit")
+        );
         let x = Expectation::new(&cmd("default", "Block"), "p", Posture::Audit);
-        assert_eq!((x.passed, x.policy.as_str(), x.action.as_str()), (false, "DefaultPosture", "Block"));
+        assert_eq!(
+            (x.passed, x.policy.as_str(), x.action.as_str()),
+            (false, "DefaultPosture", "Block")
+        );
         let p = Expectation::new(&cmd("passed", "Block"), "p", Posture::Audit);
-        assert_eq!((p.passed, p.policy.as_str(), p.action.as_str()), (true, "p", "Block"));
+        assert_eq!(
+            (p.passed, p.policy.as_str(), p.action.as_str()),
+            (true, "p", "Block")
+        );
     }
 
     #[test]
     fn block_passed_forbids_a_denial_alert_only() {
         let e = Expectation::new(&cmd("passed", "Block"), "p", Posture::Block);
         assert_eq!(judge(&e, true, "", &[]), Verdict::Pass);
-        assert_eq!(judge(&e, true, "", &[alert("p", "Block", "Passed")]), Verdict::Pass);
+        assert_eq!(
+            judge(&e, true, "", &[alert("p", "Block", "Passed")]),
+            Verdict::Pass
+        );
         assert!(matches!(
             judge(&e, true, "", &[alert("p", "Block", "Permission denied")]),
             Verdict::Fail { .. }
         ));
         // Another policy's denial is not this command's concern.
-        assert_eq!(judge(&e, true, "", &[alert("q", "Block", "Permission denied")]), Verdict::Pass);
-        assert!(matches!(judge(&e, false, "denied", &[]), Verdict::Fail { .. }));
+        assert_eq!(
+            judge(&e, true, "", &[alert("q", "Block", "Permission denied")]),
+            Verdict::Pass
+        );
+        assert!(matches!(
+            judge(&e, false, "denied", &[]),
+            Verdict::Fail { .. }
+        ));
     }
 
     #[test]
     fn audit_passed_needs_a_passed_alert() {
         let e = Expectation::new(&cmd("passed", "Audit"), "p", Posture::Block);
         assert!(matches!(judge(&e, true, "", &[]), Verdict::Fail { .. }));
-        assert_eq!(judge(&e, true, "", &[alert("p", "Audit", "Passed")]), Verdict::Pass);
+        assert_eq!(
+            judge(&e, true, "", &[alert("p", "Audit", "Passed")]),
+            Verdict::Pass
+        );
         assert!(e.wants_alert());
     }
 

@@ -157,7 +157,11 @@ fn mount_tmpfs(p: &Path, options: &str) -> Result<()> {
         )
     };
     if rc != 0 {
-        bail!("mount tmpfs on {}: {}", p.display(), std::io::Error::last_os_error());
+        bail!(
+            "mount tmpfs on {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -167,7 +171,10 @@ impl Lab {
         kit::require_prerequisites();
         for (what, p) in [("kubearmor", &bins.daemon), ("kubearmor-hook", &bins.hook)] {
             if !p.is_file() {
-                bail!("{what} not found at {} (cargo build --workspace)", p.display());
+                bail!(
+                    "{what} not found at {} (cargo build --workspace)",
+                    p.display()
+                );
             }
         }
         if !image.join("bin/bash").exists() {
@@ -176,14 +183,19 @@ impl Lab {
                 image.display()
             );
         }
-        let dir = tempfile::Builder::new().prefix("ka-conformance").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("ka-conformance")
+            .tempdir()?;
         let fs = dir.path().join("fs");
         mount_tmpfs(&fs, "size=4g,mode=0755")?;
         let bpffs = dir.path().join("bpffs");
         std::fs::create_dir_all(&bpffs)?;
         let www = dir.path().join("www");
         std::fs::create_dir_all(&www)?;
-        std::fs::write(www.join("index.html"), "<html>kubearmor-rs conformance</html>\n")?;
+        std::fs::write(
+            www.join("index.html"),
+            "<html>kubearmor-rs conformance</html>\n",
+        )?;
         let runc = kit::Runc::new(dir.path().join("runc-root"));
         Ok(Lab {
             workloads: Vec::new(),
@@ -325,9 +337,11 @@ impl Lab {
 
     pub async fn channel(&self) -> Result<Channel> {
         let d = self.daemon.as_ref().ok_or_else(|| anyhow!("no daemon"))?;
-        Ok(Channel::from_shared(format!("http://127.0.0.1:{}", d.api_port))?
-            .connect()
-            .await?)
+        Ok(
+            Channel::from_shared(format!("http://127.0.0.1:{}", d.api_port))?
+                .connect()
+                .await?,
+        )
     }
 
     /// Sends a policy over gRPC (`ADDED` or `DELETED`), as karmor does.
@@ -354,13 +368,23 @@ impl Lab {
         let id = kit::unique_id(&spec.container);
         let root = self.fs.join("containers").join(&id);
         std::fs::create_dir_all(root.parent().unwrap_or(&self.fs))?;
-        let out = Command::new("cp").arg("-a").arg(&self.image).arg(&root).output()?;
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(&self.image)
+            .arg(&root)
+            .output()?;
         if !out.status.success() {
-            bail!("copying the image: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "copying the image: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let hook = kit::HookConfig::new(&self.bins.hook, self.socket());
         let mut annotations: Vec<(String, String)> = vec![
-            ("io.kubernetes.cri.container-name".into(), spec.container.clone()),
+            (
+                "io.kubernetes.cri.container-name".into(),
+                spec.container.clone(),
+            ),
             ("io.kubernetes.pod.name".into(), spec.source.clone()),
             ("io.kubernetes.pod.namespace".into(), spec.namespace.clone()),
         ];
@@ -389,11 +413,7 @@ impl Lab {
         let log = self.dir.path().join(format!("{id}.log"));
         let out = self.runc.run(&id, &bundle.dir, true, &log);
         if !out.status.success() {
-            bail!(
-                "runc run {}: {}",
-                spec.source,
-                kit::log_text(&log)
-            );
+            bail!("runc run {}: {}", spec.source, kit::log_text(&log));
         }
         let pid = self
             .runc
@@ -426,7 +446,11 @@ impl Lab {
         let gw = gateway.id();
         let own = std::fs::read_link("/proc/self/ns/net")?;
         let until = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_link(format!("/proc/{gw}/ns/net")).ok().as_ref() == Some(&own) {
+        while std::fs::read_link(format!("/proc/{gw}/ns/net"))
+            .ok()
+            .as_ref()
+            == Some(&own)
+        {
             if Instant::now() > until {
                 bail!("the gateway namespace was not created");
             }
@@ -437,16 +461,37 @@ impl Lab {
         let gw_ns = format!("--net=/proc/{gw}/ns/net");
         let mut steps: Vec<(&str, Vec<&str>)> = vec![
             (&ns, vec!["ip", "link", "set", "lo", "up"]),
-            (&ns, vec!["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "gw0", "netns", &gw_s]),
-            (&ns, vec!["ip", "addr", "add", "10.200.0.2/24", "dev", "eth0"]),
+            (
+                &ns,
+                vec![
+                    "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "gw0", "netns",
+                    &gw_s,
+                ],
+            ),
+            (
+                &ns,
+                vec!["ip", "addr", "add", "10.200.0.2/24", "dev", "eth0"],
+            ),
             (&ns, vec!["ip", "link", "set", "eth0", "up"]),
-            (&ns, vec!["ip", "route", "add", "default", "via", "10.200.0.1"]),
+            (
+                &ns,
+                vec!["ip", "route", "add", "default", "via", "10.200.0.1"],
+            ),
             (&gw_ns, vec!["ip", "link", "set", "lo", "up"]),
-            (&gw_ns, vec!["ip", "addr", "add", "10.200.0.1/24", "dev", "gw0"]),
+            (
+                &gw_ns,
+                vec!["ip", "addr", "add", "10.200.0.1/24", "dev", "gw0"],
+            ),
             (&gw_ns, vec!["ip", "link", "set", "gw0", "up"]),
             // Answer ARP for 127.0.0.1 too (what arping asks in the scenarios).
-            (&gw_ns, vec!["sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"]),
-            (&gw_ns, vec!["sysctl", "-q", "-w", "net.ipv4.conf.gw0.route_localnet=1"]),
+            (
+                &gw_ns,
+                vec!["sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"],
+            ),
+            (
+                &gw_ns,
+                vec!["sysctl", "-q", "-w", "net.ipv4.conf.gw0.route_localnet=1"],
+            ),
         ];
         for a in LOCAL_ADDRESSES {
             steps.push((&ns, vec!["ip", "addr", "add", a, "dev", "lo"]));
@@ -454,7 +499,11 @@ impl Lab {
         for (ns, s) in steps {
             let out = Command::new("nsenter").arg(ns).args(&s).output()?;
             if !out.status.success() {
-                bail!("nsenter {}: {}", s.join(" "), String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "nsenter {}: {}",
+                    s.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         let server = Command::new("nsenter")

@@ -52,7 +52,10 @@ fn workloads() -> Vec<WorkloadSpec> {
             container: format!("ubuntu-{i}"),
             namespace: "multiubuntu".into(),
             labels: vec![
-                ("group".into(), if i <= 3 { "group-1" } else { "group-2" }.into()),
+                (
+                    "group".into(),
+                    if i <= 3 { "group-1" } else { "group-2" }.into(),
+                ),
                 ("container".into(), format!("ubuntu-{i}")),
             ],
         })
@@ -91,8 +94,12 @@ async fn main() -> Result<()> {
     for dir in &args.scenarios {
         let all = scenario::load_all(dir)?;
         suites.push((
-            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            all.into_iter().filter(|s| keep(&s.name)).collect::<Vec<_>>(),
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            all.into_iter()
+                .filter(|s| keep(&s.name))
+                .collect::<Vec<_>>(),
         ));
     }
 
@@ -142,7 +149,10 @@ async fn main() -> Result<()> {
     if let Some(p) = &args.report {
         std::fs::write(p, serde_json::to_vec_pretty(&reports)?)?;
     }
-    if reports.iter().any(|r| matches!(r.verdict, Verdict::Fail { .. })) {
+    if reports
+        .iter()
+        .any(|r| matches!(r.verdict, Verdict::Fail { .. }))
+    {
         std::process::exit(1);
     }
     Ok(())
@@ -182,9 +192,13 @@ fn summarize(rs: &[CmdReport]) -> String {
             Verdict::Unsupported { .. } => c[2] += 1,
         }
     }
-    let mut s = String::from("| posture | suite | pass | fail | unsupported |\n|---|---|---|---|---|\n");
+    let mut s =
+        String::from("| posture | suite | pass | fail | unsupported |\n|---|---|---|---|---|\n");
     for ((posture, suite), c) in counts {
-        s.push_str(&format!("| {posture} | {suite} | {} | {} | {} |\n", c[0], c[1], c[2]));
+        s.push_str(&format!(
+            "| {posture} | {suite} | {} | {} | {} |\n",
+            c[0], c[1], c[2]
+        ));
     }
     s
 }

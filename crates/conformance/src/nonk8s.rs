@@ -19,7 +19,11 @@ pub const KSP_WORKLOAD: &str = "wordpress-mysql";
 
 /// `(policy file, policy files applied before it, commands)`: commands are `cmdN` documents;
 /// `{S}` stands for the scratch directory.
-type Check = (&'static str, &'static [&'static str], &'static [&'static str]);
+type Check = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
 
 const HOST_CHECKS: &[Check] = &[
     (
@@ -189,7 +193,12 @@ fn build(dir: &Path, checks: &[Check], source: &str, scratch: Option<&str>) -> R
 
 /// The host checks, with paths moved under `scratch`.
 pub fn host_checks(nonk8s: &Path, scratch: &str) -> Result<Vec<NonK8s>> {
-    build(&nonk8s.join("host_policy"), HOST_CHECKS, "host", Some(scratch))
+    build(
+        &nonk8s.join("host_policy"),
+        HOST_CHECKS,
+        "host",
+        Some(scratch),
+    )
 }
 
 /// The container checks (on [`KSP_WORKLOAD`]).
@@ -274,9 +283,15 @@ mod tests {
             "syscalls": {"matchPaths": [{"syscall": ["unlink"], "path": "/home/"}]}}});
         rewrite_host_paths(&mut p, "/s").unwrap();
         assert_eq!(p["spec"]["file"]["matchPaths"][0]["path"], "/s/etc/hosts");
-        assert_eq!(p["spec"]["file"]["matchPaths"][0]["fromSource"][0]["path"], "/s/usr/bin/cat");
+        assert_eq!(
+            p["spec"]["file"]["matchPaths"][0]["fromSource"][0]["path"],
+            "/s/usr/bin/cat"
+        );
         assert_eq!(p["spec"]["file"]["matchPatterns"][0]["pattern"], "/s/tmp/*");
-        assert_eq!(p["spec"]["process"]["matchDirectories"][0]["dir"], "/s/usr/bin/");
+        assert_eq!(
+            p["spec"]["process"]["matchDirectories"][0]["dir"],
+            "/s/usr/bin/"
+        );
         assert_eq!(p["spec"]["syscalls"]["matchPaths"][0]["path"], "/s/home/");
         let mut e = serde_json::json!({"spec": {"process": {"matchPaths": [{"execname": "ls"}]}}});
         assert!(rewrite_host_paths(&mut e, "/s").is_err());
@@ -290,7 +305,14 @@ mod tests {
         let names: Vec<String> = host
             .iter()
             .chain(&ksp)
-            .map(|c| c.scenario.policy_file.file_name().unwrap().to_string_lossy().into_owned())
+            .map(|c| {
+                c.scenario
+                    .policy_file
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         for sub in ["host_policy", "ksp"] {
             for e in std::fs::read_dir(dir.join(sub)).unwrap() {

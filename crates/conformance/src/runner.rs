@@ -134,10 +134,11 @@ pub async fn run_scenario(
     let mut out = Vec::new();
     for cmd in &s.cmds {
         let exp = Expectation::new(cmd, &name, posture);
-        let verdict = match unsupported_reason(&s.policies, status, exp.wants_alert(), &not_enforced) {
-            Some(reason) => Verdict::Unsupported { reason },
-            None => run_cmd(lab, cmd, &name, posture, host).await?,
-        };
+        let verdict =
+            match unsupported_reason(&s.policies, status, exp.wants_alert(), &not_enforced) {
+                Some(reason) => Verdict::Unsupported { reason },
+                None => run_cmd(lab, cmd, &name, posture, host).await?,
+            };
         out.push(CmdReport {
             suite: suite.to_string(),
             scenario: s.name.clone(),

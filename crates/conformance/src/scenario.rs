@@ -114,8 +114,8 @@ pub fn load(dir: &Path) -> Result<Scenario> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if cmd_number(&p).is_some() {
-            let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
             cmds.push(parse_cmd(&format!("{name}/{file}"), &text)?);
         } else if file.ends_with(".yaml") || file.ends_with(".yml") {
             if policy_file.is_some() {
@@ -167,15 +167,22 @@ mod tests {
         assert_eq!(c.cmd, "dash -c \"uname -r\"");
         assert_eq!(c.result, Expected::Passed);
         assert_eq!(
-            (c.operation.as_str(), c.condition.as_str(), c.action.as_str()),
+            (
+                c.operation.as_str(),
+                c.condition.as_str(),
+                c.action.as_str()
+            ),
             ("Process", "uname", "Block")
         );
     }
 
     #[test]
     fn a_bad_command_file_names_the_file_and_document() {
-        let e = parse_cmd("s/cmd2", "source: a\ncmd: b\nresult: maybe\n---\noperation: File\ncondition: x\naction: Block\n")
-            .unwrap_err();
+        let e = parse_cmd(
+            "s/cmd2",
+            "source: a\ncmd: b\nresult: maybe\n---\noperation: File\ncondition: x\naction: Block\n",
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("s/cmd2: document 1"), "{e:#}");
         let e = parse_cmd("s/cmd3", "source: a\ncmd: b\nresult: passed\n").unwrap_err();
         assert!(format!("{e:#}").contains("two YAML documents"), "{e:#}");
