@@ -16,7 +16,7 @@ fn bad_posture_in_the_file_stops_the_start_naming_key_value_and_file() {
         err.contains(&dir.path().join("kubearmor.yaml").display().to_string()),
         "{err}"
     );
-    assert!(err.contains("audit or block"), "{err}");
+    assert!(err.contains("audit, block or allow"), "{err}");
 }
 
 #[test]

@@ -41,6 +41,9 @@ impl Profile {
         };
         p.path_rules =
             p.process_rules || set.has_rules(Family::File) || set.allow_list(Family::File);
+        // A file allow-list lets reads of system libraries through but not writes
+        // (kubearmor_policy::SYSTEM_LIBRARY_DIRS): the access decides.
+        p.needs_access = set.allow_list(Family::File);
         for r in set.path_rules() {
             if let Some(s) = &r.source {
                 p.needs_source = true;

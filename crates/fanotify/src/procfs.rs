@@ -34,6 +34,9 @@ pub struct Status {
     pub ppid: u32,
     /// Real uid, as KubeArmor's `bpf_get_current_uid_gid()` (host view).
     pub uid: u32,
+    /// How many pid namespaces the task is in (entries of `NSpid`; 1 = the initial one only,
+    /// 0 when the kernel does not say).
+    pub pid_ns_depth: u32,
 }
 
 /// Fields of `/proc/<tid>/stat`.
@@ -224,6 +227,7 @@ pub(crate) fn parse_status(text: &[u8]) -> Option<Status> {
     let mut tgid = None;
     let mut ppid = None;
     let mut uid = None;
+    let mut pid_ns_depth = 0;
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
             continue;
@@ -233,6 +237,7 @@ pub(crate) fn parse_status(text: &[u8]) -> Option<Status> {
             "Tgid" => tgid = first(),
             "PPid" => ppid = first(),
             "Uid" => uid = first(),
+            "NSpid" => pid_ns_depth = value.split_whitespace().count() as u32,
             _ => {}
         }
     }
@@ -240,7 +245,36 @@ pub(crate) fn parse_status(text: &[u8]) -> Option<Status> {
         tgid: tgid?,
         ppid: ppid?,
         uid: uid?,
+        pid_ns_depth,
     })
+}
+
+/// Whether `tid` is the container runtime at work inside a container before the workload's
+/// first exec (`runc init` joining a container for `runc exec` reads /etc/passwd there): its
+/// parent lives in an ancestor pid namespace (a process started inside a container always
+/// has its parent inside: the kernel reparents within the namespace), and it runs one of the
+/// runtime binaries (same device and inode; `runtimes` are host paths). The workload cannot
+/// run the host's runtime binary, which is not in its mount namespace; once `runc init` runs
+/// the workload's program it is the workload. Only stat(2) through the `exe` link and on the
+/// runtime paths: nothing is opened on a marked filesystem.
+pub(crate) fn is_runtime_entering(
+    tid: u32,
+    runtimes: &[std::path::PathBuf],
+) -> Result<bool, ProcError> {
+    let task = status(tid)?;
+    if task.pid_ns_depth < 2 {
+        return Ok(false);
+    }
+    let parent = status(task.ppid)?;
+    if parent.pid_ns_depth == 0 || parent.pid_ns_depth >= task.pid_ns_depth {
+        return Ok(false);
+    }
+    let exe = nix::sys::stat::stat(format!("/proc/{tid}/exe").as_str())
+        .map_err(|e| ProcError::new(tid, "exe", e))?;
+    Ok(runtimes.iter().any(|r| {
+        nix::sys::stat::stat(r.as_path())
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == (exe.st_dev, exe.st_ino))
+    }))
 }
 
 pub(crate) fn parse_stat(text: &[u8]) -> Option<Stat> {
@@ -296,9 +330,12 @@ mod tests {
             Some(Status {
                 tgid: 120,
                 ppid: 7,
-                uid: 1000
+                uid: 1000,
+                pid_ns_depth: 0,
             })
         );
+        let nested = b"Tgid:\t9\nPPid:\t3\nUid:\t0\t0\t0\t0\nNSpid:\t9\t1\n";
+        assert_eq!(parse_status(nested).map(|s| s.pid_ns_depth), Some(2));
         assert_eq!(parse_status(b"Tgid:\tx\n"), None);
         assert_eq!(parse_status(&[0xff, 0xfe]), None);
         assert_eq!(parse_status(b""), None);

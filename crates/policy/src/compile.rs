@@ -17,16 +17,15 @@ pub enum Posture {
     #[default]
     Audit,
     Block,
+    /// Unmatched operations pass, reported as plain logs (upstream's kernel treats any posture
+    /// but `block` as audit; its feeder labels only `audit` and `block`).
+    Allow,
 }
 
 impl Posture {
-    /// `block` in any case is Block; anything else is Audit (as KubeArmor's config reload).
+    /// `block` and `allow` in any case; anything else is Audit (as KubeArmor's config reload).
     pub fn parse_lenient(s: &str) -> Self {
-        if s.trim().eq_ignore_ascii_case("block") {
-            Posture::Block
-        } else {
-            Posture::Audit
-        }
+        Self::parse(s).unwrap_or(Posture::Audit)
     }
 
     /// Strict form for configuration validation.
@@ -34,6 +33,7 @@ impl Posture {
         match s.trim().to_ascii_lowercase().as_str() {
             "audit" => Some(Posture::Audit),
             "block" => Some(Posture::Block),
+            "allow" => Some(Posture::Allow),
             _ => None,
         }
     }
@@ -42,6 +42,7 @@ impl Posture {
         match self {
             Posture::Audit => "audit",
             Posture::Block => "block",
+            Posture::Allow => "allow",
         }
     }
 }

@@ -175,10 +175,13 @@ impl RuleSet {
         });
 
         let posture = self.postures.file;
+        // What every dynamically linked program reads, and `/` itself, are not put to a file
+        // allow-list's posture; a rule that names the path still decides it.
+        let implicit = !exec && enforced.is_none() && implicitly_readable(req);
         resolve(
             enforced.map(|(o, r)| (o, &*r.meta)),
             audited.map(|r| &*r.meta),
-            table.allow_list,
+            table.allow_list && !implicit,
             posture,
         )
     }
@@ -374,6 +377,7 @@ impl RuleSet {
                     Posture::Audit => {
                         Decision::alert(Verdict::Allow, Action::Audit, Matched::DefaultPosture)
                     }
+                    Posture::Allow => Decision::LOG,
                 }
             }
             None => Decision::LOG,
@@ -384,6 +388,34 @@ impl RuleSet {
     pub fn is_host(&self) -> bool {
         self.host
     }
+}
+
+/// Directories of the system's shared libraries (and the loader's cache): under a file
+/// allow-list, reading below them needs no rule, so a policy that lists only what a program
+/// works on still lets the dynamic loader load it. Writing there still falls to the posture,
+/// and any rule naming a path there (Block, Allow with flags, Audit) decides it as written.
+/// Paths are the symlink-resolved ones the planes report.
+pub const SYSTEM_LIBRARY_DIRS: &[&str] = &[
+    "/lib/",
+    "/lib32/",
+    "/lib64/",
+    "/libx32/",
+    "/usr/lib/",
+    "/usr/lib32/",
+    "/usr/lib64/",
+    "/usr/libx32/",
+];
+
+/// Single files of the loader that sit outside [`SYSTEM_LIBRARY_DIRS`].
+pub const SYSTEM_LIBRARY_FILES: &[&str] = &["/etc/ld.so.cache"];
+
+/// A read the file allow-list does not judge: the root directory itself (`opendir("/")`,
+/// path lookups), or a system library.
+fn implicitly_readable(req: &PathRequest<'_>) -> bool {
+    req.access == Access::Read
+        && (req.path == "/"
+            || SYSTEM_LIBRARY_FILES.contains(&req.path)
+            || SYSTEM_LIBRARY_DIRS.iter().any(|d| req.path.starts_with(d)))
 }
 
 /// Folds the enforced rules of one group (the group matched if it is non-empty). The result
@@ -426,25 +458,25 @@ fn resolve<'a>(
             matched: Matched::Policy(m),
         }),
     };
-    match enforced {
-        Some((Outcome::Deny, meta)) => {
-            // A denial by an Allow rule (ownerOnly, readOnly, pts) is reported as the posture.
-            let matched = if meta.action == Action::Block {
-                Matched::Policy(meta)
-            } else {
-                Matched::DefaultPosture
-            };
-            Decision::alert(Verdict::Deny, Action::Block, matched)
-        }
-        Some((Outcome::Pass, meta)) if meta.action == Action::Allow => audit_or(Report::Silent),
-        Some((Outcome::Pass, _)) => audit_or(Report::Log),
-        None if allow_list && posture == Posture::Block => {
-            Decision::alert(Verdict::Deny, Action::Block, Matched::DefaultPosture)
-        }
-        None if allow_list => audit_or(Report::Alert {
+    // What the default posture makes of an operation the allow-list does not permit.
+    let by_posture = || match posture {
+        Posture::Block => Decision::alert(Verdict::Deny, Action::Block, Matched::DefaultPosture),
+        Posture::Audit => audit_or(Report::Alert {
             action: Action::Audit,
             matched: Matched::DefaultPosture,
         }),
+        Posture::Allow => audit_or(Report::Log),
+    };
+    match enforced {
+        Some((Outcome::Deny, meta)) if meta.action == Action::Block => {
+            Decision::alert(Verdict::Deny, Action::Block, Matched::Policy(meta))
+        }
+        // An Allow rule whose flags (ownerOnly, readOnly, pts) refuse this operation does not
+        // permit it: like an unmatched operation, it is the posture's to decide (and report).
+        Some((Outcome::Deny, _)) => by_posture(),
+        Some((Outcome::Pass, meta)) if meta.action == Action::Allow => audit_or(Report::Silent),
+        Some((Outcome::Pass, _)) => audit_or(Report::Log),
+        None if allow_list => by_posture(),
         None => audit_or(Report::Log),
     }
 }
@@ -460,8 +492,10 @@ fn enforce_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> Outcome
     let deny_if = |b: bool| if b { Outcome::Deny } else { Outcome::Pass };
     match r.meta.action {
         Action::Block => {
-            if r.tty_only && !req.tty {
-                return Outcome::Pass;
+            // pts: false makes the rule fire on a terminal; without one, ownerOnly and
+            // readOnly still hold (the kernel checks them whatever the terminal).
+            if r.tty_only && req.tty {
+                return Outcome::Deny;
             }
             if r.owner_only && !req.is_owner() {
                 return Outcome::Deny;
@@ -473,7 +507,7 @@ fn enforce_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> Outcome
                 // Owner of an ownerOnly rule passes; readOnly lets reads through.
                 return deny_if(r.read_only && write);
             }
-            Outcome::Deny
+            deny_if(!r.tty_only)
         }
         _ => deny_if(
             (r.tty_only && req.tty) || (r.owner_only && !req.is_owner()) || (r.read_only && write),
@@ -483,9 +517,16 @@ fn enforce_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> Outcome
 
 /// Whether an Audit rule whose path matched reports this request (KubeArmor's feeder test:
 /// readOnly reports only writes, ownerOnly only non-owners, pts: false only terminals).
+/// With both flags, everything but the owner reading is reported.
 fn audit_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> bool {
     let write = !exec && req.access == Access::Write;
-    (!r.tty_only || req.tty) && (!r.read_only || write) && (!r.owner_only || !req.is_owner())
+    let flagged = match (r.read_only, r.owner_only) {
+        (false, false) => true,
+        (true, false) => write,
+        (false, true) => !req.is_owner(),
+        (true, true) => write || !req.is_owner(),
+    };
+    (!r.tty_only || req.tty) && flagged
 }
 
 /// `allowedArgs`: every argument after argv[0] must be in the allowed set (order does not

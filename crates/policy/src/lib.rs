@@ -23,7 +23,10 @@ mod subject;
 mod validate;
 
 pub use compile::{Family, NoResolve, PathResolver, Posture, Postures, RuleSet};
-pub use decide::{Access, Decision, Matched, PathRequest, Report, SocketRequest, Verdict};
+pub use decide::{
+    Access, Decision, Matched, PathRequest, Report, SocketRequest, Verdict, SYSTEM_LIBRARY_DIRS,
+    SYSTEM_LIBRARY_FILES,
+};
 pub use diag::{Diagnostic, Level};
 pub use model::*;
 pub use parse::{

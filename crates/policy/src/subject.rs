@@ -102,20 +102,30 @@ fn workload_selects(sel: &WorkloadSelector, c: &ContainerIdentity) -> bool {
         Some(ContainerNames::List(names)) => names.contains(&c.name),
         Some(ContainerNames::Regex(r)) => r.is_match(&c.name),
     };
-    // Every expression must hold: In needs one listed value, NotIn needs none of them.
-    let exprs_ok = sel.expressions.iter().all(|e| {
-        let present = |v: &String| match e.key {
-            ExpressionKey::Namespace => *v == c.namespace,
-            ExpressionKey::Label => match v.split_once('=') {
-                Some((k, val)) => c.labels.get(k).map(String::as_str) == Some(val),
-                None => false,
-            },
-        };
-        let any = e.values.iter().any(present);
-        match e.operator {
-            Operator::In => any,
-            Operator::NotIn => !any,
-        }
-    });
+    // The `In` values of one key are pooled, as upstream appends them to one list: two `In`
+    // expressions on namespaces select the union. Every `NotIn` must hold.
+    let present = |key: ExpressionKey, v: &String| match key {
+        ExpressionKey::Namespace => *v == c.namespace,
+        ExpressionKey::Label => match v.split_once('=') {
+            Some((k, val)) => c.labels.get(k).map(String::as_str) == Some(val),
+            None => false,
+        },
+    };
+    let in_ok = [ExpressionKey::Namespace, ExpressionKey::Label]
+        .into_iter()
+        .all(|key| {
+            let mut ins = sel
+                .expressions
+                .iter()
+                .filter(|e| e.key == key && e.operator == Operator::In)
+                .peekable();
+            ins.peek().is_none() || ins.any(|e| e.values.iter().any(|v| present(key, v)))
+        });
+    let not_in_ok = sel
+        .expressions
+        .iter()
+        .filter(|e| e.operator == Operator::NotIn)
+        .all(|e| !e.values.iter().any(|v| present(e.key, v)));
+    let exprs_ok = in_ok && not_in_ok;
     labels_ok && name_ok && exprs_ok
 }

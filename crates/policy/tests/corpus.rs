@@ -76,6 +76,10 @@ const EXPECTED_REJECTIONS: &[(&str, (&str, &str))] = &[
         NATIVE_APPARMOR,
     ),
     (
+        "scenarios/multiubuntu_test_10/nsp-group-1-file-dir-recursive-block.yaml",
+        NATIVE_APPARMOR,
+    ),
+    (
         "policies/pkg/KubeArmorOperator/recommend/preset-exec.yaml",
         PRESETS,
     ),

@@ -203,7 +203,7 @@ fn bad_posture_names_key_value_and_file() {
     assert!(text.contains("defaultFilePosture"), "{text}");
     assert!(text.contains("\"blok\""), "{text}");
     assert!(text.contains("/etc/kubearmor.yaml"), "{text}");
-    assert!(text.contains("audit or block"), "{text}");
+    assert!(text.contains("audit, block or allow"), "{text}");
 }
 
 #[test]

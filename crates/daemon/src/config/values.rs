@@ -152,7 +152,7 @@ impl<'a> Typer<'a> {
         let p = match Posture::parse(&self.peek(key)) {
             Some(p) => p,
             None => {
-                self.problem(key, "must be audit or block");
+                self.problem(key, "must be audit, block or allow");
                 Posture::Audit
             }
         };

@@ -124,6 +124,17 @@ impl Worker {
             Ok(p) => p,
             Err(e) => return self.fail(hook, tid, None, format!("path of the event fd: {e}")),
         };
+        // The kernel's open of a file it was just allowed to execute is part of the exec: a
+        // Process decision only, never a File access (docs/compatibility.md).
+        let exec_open = self.exec_opens.remove(&tid);
+        if hook == Hook::OpenPerm && exec_open == Some(file_id(&st)) {
+            inc(&c.exec_opens);
+            return Decided {
+                allow: true,
+                cache: false,
+                event: None,
+            };
+        }
         let utf8 = std::str::from_utf8(&raw).is_ok();
         let mut path = String::from_utf8_lossy(&raw).into_owned();
         if st.st_nlink == 0 {
@@ -173,6 +184,14 @@ impl Worker {
             Err(e) => return self.fail(hook, tid, Some(path), e.to_string()),
         };
         let allow = step.verdict == Verdict::Allow;
+        if allow && hook == Hook::OpenExecPerm {
+            if self.exec_opens.len() >= super::exec_track::MAX_TRACKED {
+                // Only threads killed between their two events leave entries behind; losing
+                // the in-flight ones judges their exec open as a File access (never an allow).
+                self.exec_opens.clear();
+            }
+            self.exec_opens.insert(tid, file_id(&st));
+        }
         let cache = allow
             && step.outcome.is_none()
             && (!step.intent_unknown || self.config.unknown_intent.cache)
@@ -305,6 +324,14 @@ impl Worker {
                 let d = set.decide_open(&req);
                 let mut verdict = d.verdict;
                 let mut outcome = event::outcome_of(&d, emit_logs);
+                if (verdict == Verdict::Deny || d.report != Report::Silent)
+                    && procfs::is_runtime_entering(task.tid, &self.config.runtime_binaries)
+                        .unwrap_or(false)
+                {
+                    inc(&self.shared.counters.runtime_opens);
+                    verdict = Verdict::Allow;
+                    outcome = emit_logs.then_some(Outcome::Log);
+                }
                 let mut loader_check = false;
                 if verdict == Verdict::Allow && p.process_rules && self.exec.is_loader(task.tid) {
                     loader_check = true;

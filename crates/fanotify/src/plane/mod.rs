@@ -105,7 +105,21 @@ pub struct Config {
     /// If one event takes longer than this, the plane aborts (fail-open: the group is closed
     /// and the kernel allows everything). `None`: never.
     pub stall_timeout: Option<Duration>,
+    /// Container runtime binaries (host paths). A process that entered a container from
+    /// outside and still runs one of them is the runtime at work, not the workload: its opens
+    /// are not judged (`procfs::is_runtime_entering`).
+    pub runtime_binaries: Vec<std::path::PathBuf>,
 }
+
+/// Where runc and crun are installed by distributions and by hand.
+pub const DEFAULT_RUNTIME_BINARIES: &[&str] = &[
+    "/usr/sbin/runc",
+    "/usr/bin/runc",
+    "/usr/local/sbin/runc",
+    "/usr/local/bin/runc",
+    "/usr/bin/crun",
+    "/usr/local/bin/crun",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -121,6 +135,10 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(2),
             exec_tracking: true,
             stall_timeout: Some(Duration::from_secs(10)),
+            runtime_binaries: DEFAULT_RUNTIME_BINARIES
+                .iter()
+                .map(std::path::PathBuf::from)
+                .collect(),
         }
     }
 }
@@ -272,6 +290,7 @@ impl PlaneBuilder {
             sink: self.sink.unwrap_or_else(|| Box::new(event::DiscardSink)),
             veto: self.veto,
             exec: ExecTracker::new(Box::new(ProcFacts)),
+            exec_opens: std::collections::HashMap::new(),
             cache: AllowCache::new(capacity),
             pid: std::process::id(),
         };

@@ -22,6 +22,12 @@ pub struct Stats {
     pub elf_interpreter_events: u64,
     /// Opens by a directly run ld.so denied by a process rule.
     pub loader_denials: u64,
+    /// The kernel's opens of a file it was allowed to execute (the `FAN_OPEN_PERM` that follows
+    /// an allowed `FAN_OPEN_EXEC_PERM`): part of the exec, so not judged as File accesses.
+    pub exec_opens: u64,
+    /// Opens by the container runtime inside a container before the workload's first exec
+    /// (`runc init` reading /etc/passwd): not judged as the workload's.
+    pub runtime_opens: u64,
     pub cache_marks: u64,
     pub cache_flushes: u64,
     pub emitted: u64,
@@ -52,6 +58,8 @@ pub(crate) struct Counters {
     pub(crate) overflows: AtomicU64,
     pub(crate) elf_interpreter_events: AtomicU64,
     pub(crate) loader_denials: AtomicU64,
+    pub(crate) exec_opens: AtomicU64,
+    pub(crate) runtime_opens: AtomicU64,
     pub(crate) cache_marks: AtomicU64,
     pub(crate) cache_flushes: AtomicU64,
     pub(crate) emitted: AtomicU64,
@@ -86,6 +94,8 @@ impl Counters {
             overflows: g(&self.overflows),
             elf_interpreter_events: g(&self.elf_interpreter_events),
             loader_denials: g(&self.loader_denials),
+            exec_opens: g(&self.exec_opens),
+            runtime_opens: g(&self.runtime_opens),
             cache_marks: g(&self.cache_marks),
             cache_flushes: g(&self.cache_flushes),
             emitted: g(&self.emitted),

@@ -1,5 +1,6 @@
 //! The decision thread's loop: read events, have each one decided, answer, count.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,7 @@ use nix::sys::fanotify::Fanotify;
 
 use super::allow_cache::AllowCache;
 use super::decide::hook_of;
-use super::exec_track::ExecTracker;
+use super::exec_track::{ExecTracker, FileId};
 use super::stats::inc;
 use super::{lock, CacheVeto, Config, Shared};
 use crate::event::{EventSink, PlaneEvent};
@@ -37,6 +38,10 @@ pub(super) struct Worker {
     pub(super) sink: Box<dyn EventSink>,
     pub(super) veto: Option<CacheVeto>,
     pub(super) exec: ExecTracker,
+    /// tid -> the file its allowed exec event was for: the thread's next event is the kernel's
+    /// own open of that file for the exec (fsnotify sends `FAN_OPEN_EXEC_PERM`, then
+    /// `FAN_OPEN_PERM`, from the same call while the thread waits for our answers).
+    pub(super) exec_opens: HashMap<u32, FileId>,
     pub(super) cache: AllowCache,
     /// Our process id, taken when the thread starts.
     pub(super) pid: u32,
