@@ -23,3 +23,10 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== cargo test (unit, integration as root, bounded fuzz run: crates/policy/tests/fuzz_smoke.rs)"
 cargo test --workspace --no-fail-fast
+
+echo "== conformance: KubeArmor's scenario suites on real containers (crates/conformance)"
+IMAGE=$(scripts/conformance-image.sh)
+cargo build --quiet -p kubearmor-conformance -p kubearmor-daemon -p kubearmor-hook
+target/debug/kubearmor-conformance --image "$IMAGE" \
+    --scenarios ../shared/conformance/scenarios --nonk8s ../shared/conformance/nonk8s \
+    --posture both --report target/conformance-report.json

@@ -1076,3 +1076,103 @@ fn container_rules_apply_by_cgroup_id() {
     assert_eq!(e.cgroup_id, Some(cgid));
     drop(fx);
 }
+
+/// A file allow-list that lists one data file, block posture.
+fn file_allow_list(allowed: &Path) -> Rules {
+    host_rules(
+        &host_policy(
+            "file-allow-list",
+            &format!(
+                "  file:\n    matchPaths:\n    - path: {}\n  action: Allow\n",
+                allowed.display()
+            ),
+        ),
+        BLOCK,
+    )
+}
+
+/// Running a program is a Process decision only: the kernel's open of the binary for the
+/// exec (the `FAN_OPEN_PERM` after the allowed `FAN_OPEN_EXEC_PERM`) is not a File access,
+/// while opening the same file to read it still is.
+#[test]
+fn exec_open_is_not_a_file_access() {
+    let fs = TmpFs::new();
+    let allowed = fs.write("allowed", "a");
+    let t = fs.copy_bin("/bin/true", "bin/true");
+    let rules = file_allow_list(&allowed);
+    let fx = Fixture::new("exec_open", fs, rules);
+    let ran = exec(&t).expect("true spawns");
+    assert!(
+        ran.ok(),
+        "a program not on the file allow-list must run: {ran:?}"
+    );
+    assert!(fx.plane.stats().exec_opens >= 1, "{:?}", fx.plane.stats());
+    // Reading the binary is a File access: by this process, and by another program.
+    assert_eq!(helper_open(&t, "r"), Err(libc::EPERM));
+    let cat = run(Command::new("/bin/cat").arg(&t), LIMIT).expect("cat spawns");
+    assert!(!cat.ok(), "cat read an unlisted binary: {cat:?}");
+    let evs = fx.events();
+    let e = alert(&evs, &t).expect("the read of the binary is reported");
+    assert_eq!(e.hook, Hook::OpenPerm);
+    assert_eq!(alert_action(e), Some(("Block", "DefaultPosture".into())));
+}
+
+/// The runtime at work in a container before the workload's first exec (a process whose
+/// parent is outside its pid namespace, running a runtime binary) is not judged; a process
+/// started inside the namespace running the same binary, or an outsider running another
+/// binary, is.
+#[test]
+fn runtime_entering_a_container_is_not_the_workload() {
+    use std::os::unix::fs::MetadataExt;
+    let fs = TmpFs::new();
+    let root = ProcResolver::new()
+        .cgroup2_root()
+        .expect("a cgroup v2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified)")
+        .to_path_buf();
+    let cg = TestCgroup(root.join(format!("ka-fan-rt-{}", std::process::id())));
+    std::fs::create_dir(&cg.0).expect("create test cgroup");
+    let cgid = std::fs::metadata(&cg.0).unwrap().ino();
+    let allowed = fs.write("allowed", "a");
+    let passwd = fs.write("passwd", "root:x:0:0::/:/bin/sh\n");
+    let rt = fs.copy_bin("/bin/cat", "bin/runtime");
+    let other = fs.copy_bin("/bin/cat", "bin/other");
+    let rules = Rules {
+        containers: [(cgid, file_allow_list(&allowed).host.unwrap())].into(),
+        ..Default::default()
+    };
+    let config = Config {
+        runtime_binaries: vec![rt.clone()],
+        ..Config::default()
+    };
+    let fx = Fixture::with("runtime", fs, rules, config, |b| b);
+    let procs = cg.0.join("cgroup.procs");
+    // `unshare --pid --fork ARGS`, joined to the container's cgroup before it runs.
+    let in_container = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork"]).args(args);
+        let procs = procs.clone();
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs, "0"));
+        }
+        run(&mut cmd, LIMIT).expect("unshare spawns")
+    };
+    let ran = in_container(&[rt.as_os_str(), passwd.as_os_str()]);
+    assert!(ran.ok(), "the runtime entering was judged: {ran:?}");
+    assert!(
+        fx.plane.stats().runtime_opens >= 1,
+        "{:?}",
+        fx.plane.stats()
+    );
+    // The file allow-list is in force in that container.
+    let ran = in_container(&[other.as_os_str(), passwd.as_os_str()]);
+    assert!(
+        !ran.ok(),
+        "another binary entering from outside is the workload: {ran:?}"
+    );
+    // The runtime binary started from inside the namespace is the workload too.
+    // (`; exit $?`: the shell forks for it rather than exec it in place)
+    let script = format!("{} {}; exit $?", rt.display(), passwd.display());
+    let ran = in_container(&["/bin/sh".as_ref(), "-c".as_ref(), script.as_ref()]);
+    assert!(!ran.ok(), "the runtime binary run by the workload: {ran:?}");
+    let _ = fx.events();
+}

@@ -768,3 +768,219 @@ fn host_selectors() {
     let set = set_for(yaml, &ubuntu1(), AUDIT);
     assert!(set.is_empty());
 }
+
+// ---- Semantics KubeArmor's scenario suites need (docs/compatibility.md, "Conformance") ----
+
+/// multiubuntu_test_08: a file allow-list that lists only /credentials/.
+fn credentials_only(postures: Postures) -> RuleSet {
+    let body = "  action: Allow\n  process:\n    matchDirectories:\n    - dir: /bin/\n  file:\n    matchDirectories:\n    - dir: /credentials/\n      recursive: true\n";
+    set_for(
+        &ksp("ksp-ubuntu-3-proc-dir-allow", body),
+        &ubuntu1(),
+        postures,
+    )
+}
+
+#[test]
+fn running_a_program_is_a_process_decision_only() {
+    // The program's file is not on the file allow-list; the process rules allow it.
+    let set = credentials_only(BLOCK);
+    let d = set.decide_exec(&exec("/bin/cat"));
+    assert!(!d.is_denied());
+    assert_eq!(d.report, Report::Silent);
+    // The same file opened as a file is a File access and falls to the posture.
+    assert!(set.decide_open(&open("/bin/cat", Access::Read)).is_denied());
+    // A program outside the process allow-list is denied by the process rules.
+    let d = set.decide_exec(&exec("/usr/bin/head"));
+    assert!(d.is_denied());
+    assert_eq!(policy_name(&d).as_deref(), Some("DefaultPosture"));
+}
+
+#[test]
+fn system_libraries_are_readable_under_a_file_allow_list() {
+    let set = credentials_only(BLOCK);
+    for p in [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+        "/usr/lib/locale/locale-archive",
+        "/etc/ld.so.cache",
+        "/",
+    ] {
+        let d = set.decide_open(&open(p, Access::Read));
+        assert!(!d.is_denied(), "{p}");
+        assert_eq!(d.report, Report::Log, "{p}");
+    }
+    // Read only: writing a library still falls to the posture.
+    let d = set.decide_open(&open("/lib/x86_64-linux-gnu/libc.so.6", Access::Write));
+    assert!(d.is_denied());
+    assert_eq!(policy_name(&d).as_deref(), Some("DefaultPosture"));
+    // Only those directories, not names that merely start alike.
+    for p in [
+        "/lib64evil/x",
+        "/libfoo",
+        "/usr/libexec/x",
+        "/etc/ld.so.preload",
+        "/etc/hostname",
+    ] {
+        assert!(set.decide_open(&open(p, Access::Read)).is_denied(), "{p}");
+    }
+    // Executing from there is still a process decision (not on the process allow-list).
+    assert!(set
+        .decide_exec(&exec("/lib/x86_64-linux-gnu/libc.so.6"))
+        .is_denied());
+}
+
+#[test]
+fn a_rule_naming_a_library_path_still_decides_it() {
+    let body = "  action: Allow\n  file:\n    matchDirectories:\n    - dir: /credentials/\n      recursive: true\n    matchPaths:\n    - path: /usr/lib/secret/key\n      ownerOnly: true\n";
+    let block = "  action: Block\n  file:\n    matchPaths:\n    - path: /lib/x86_64-linux-gnu/libblocked.so\n";
+    let audit = "  action: Audit\n  file:\n    matchDirectories:\n    - dir: /usr/lib/watched/\n";
+    let yaml = format!(
+        "{}\n---\n{}\n---\n{}",
+        ksp("allow", body),
+        ksp("block-lib", block),
+        ksp("audit-lib", audit)
+    );
+    let set = set_for(&yaml, &ubuntu1(), BLOCK);
+    let d = set.decide_open(&open("/lib/x86_64-linux-gnu/libblocked.so", Access::Read));
+    assert!(d.is_denied());
+    assert_eq!(policy_name(&d).as_deref(), Some("block-lib"));
+    let non_owner = PathRequest {
+        uid: 0,
+        owner: Some(1000),
+        ..open("/usr/lib/secret/key", Access::Read)
+    };
+    assert!(set.decide_open(&non_owner).is_denied());
+    let d = set.decide_open(&open("/usr/lib/watched/x", Access::Read));
+    assert!(!d.is_denied());
+    assert_eq!(policy_name(&d).as_deref(), Some("audit-lib"));
+}
+
+#[test]
+fn allow_rule_flags_follow_the_posture() {
+    // github_test_06 / multiubuntu_test_22: ownerOnly + readOnly Allow.
+    let body = "  action: Allow\n  file:\n    matchPaths:\n    - path: /home/user1/secret_data1.txt\n      readOnly: true\n      ownerOnly: true\n";
+    let root_read = PathRequest {
+        uid: 0,
+        owner: Some(1000),
+        ..open("/home/user1/secret_data1.txt", Access::Read)
+    };
+    let owner_write = PathRequest {
+        uid: 1000,
+        access: Access::Write,
+        ..root_read
+    };
+    let owner_read = PathRequest {
+        uid: 1000,
+        ..root_read
+    };
+    let block = set_for(&ksp("p", body), &ubuntu1(), BLOCK);
+    for r in [&root_read, &owner_write] {
+        let d = block.decide_open(r);
+        assert!(d.is_denied());
+        assert_eq!(policy_name(&d).as_deref(), Some("DefaultPosture"));
+        assert_eq!(alert_action(&d), Some(Action::Block));
+    }
+    assert_eq!(block.decide_open(&owner_read).report, Report::Silent);
+    let audit = set_for(&ksp("p", body), &ubuntu1(), AUDIT);
+    for r in [&root_read, &owner_write] {
+        let d = audit.decide_open(r);
+        assert!(!d.is_denied());
+        assert_eq!(policy_name(&d).as_deref(), Some("DefaultPosture"));
+        assert_eq!(alert_action(&d), Some(Action::Audit));
+    }
+    // A Block rule's flags deny whatever the posture.
+    let set = set_for(
+        &ksp("b", &body.replace("Allow", "Block")),
+        &ubuntu1(),
+        AUDIT,
+    );
+    assert_eq!(
+        policy_name(&set.decide_open(&root_read)).as_deref(),
+        Some("b")
+    );
+}
+
+#[test]
+fn default_posture_allow() {
+    assert_eq!(Posture::parse("Allow"), Some(Posture::Allow));
+    assert_eq!(Posture::parse_lenient("allow"), Posture::Allow);
+    assert_eq!(Posture::parse_lenient("bogus"), Posture::Audit);
+    let allow = Postures {
+        file: Posture::Allow,
+        network: Posture::Allow,
+        capabilities: Posture::Allow,
+        device: Posture::Allow,
+    };
+    let set = credentials_only(allow);
+    let d = set.decide_open(&open("/etc/hostname", Access::Read));
+    assert!(!d.is_denied());
+    assert_eq!(d.report, Report::Log);
+    let d = set.decide_exec(&exec("/usr/bin/head"));
+    assert!(!d.is_denied());
+    assert_eq!(d.report, Report::Log);
+}
+
+#[test]
+fn audit_read_only_owner_only_reports_all_but_the_owner_reading() {
+    let body = "  action: Audit\n  file:\n    matchPaths:\n    - path: /home/user1/secret_data1.txt\n      ownerOnly: true\n      readOnly: true\n";
+    let set = set_for(&ksp("audit-ro-owner", body), &ubuntu1(), AUDIT);
+    let req = |uid: u32, access: Access| PathRequest {
+        uid,
+        owner: Some(1000),
+        ..open("/home/user1/secret_data1.txt", access)
+    };
+    for (uid, access) in [(1000, Access::Write), (0, Access::Read), (0, Access::Write)] {
+        let d = set.decide_open(&req(uid, access));
+        assert!(!d.is_denied());
+        assert_eq!(
+            alert_action(&d),
+            Some(Action::Audit),
+            "uid {uid} {access:?}"
+        );
+    }
+    assert_eq!(
+        set.decide_open(&req(1000, Access::Read)).report,
+        Report::Log
+    );
+}
+
+#[test]
+fn pts_false_does_not_short_cut_owner_only_or_read_only() {
+    let body = "  action: Block\n  file:\n    matchPaths:\n    - path: /home/user1/secret_data1.txt\n      ownerOnly: true\n      pts: false\n    - path: /credentials/password\n      readOnly: true\n      pts: false\n";
+    let set = set_for(&ksp("pts", body), &ubuntu1(), AUDIT);
+    let secret = |uid: u32, tty: bool| PathRequest {
+        uid,
+        owner: Some(1000),
+        tty,
+        ..open("/home/user1/secret_data1.txt", Access::Read)
+    };
+    assert!(set.decide_open(&secret(0, false)).is_denied());
+    assert!(!set.decide_open(&secret(1000, false)).is_denied());
+    assert!(set.decide_open(&secret(1000, true)).is_denied());
+    assert!(set
+        .decide_open(&open("/credentials/password", Access::Write))
+        .is_denied());
+    assert!(!set
+        .decide_open(&open("/credentials/password", Access::Read))
+        .is_denied());
+}
+
+#[test]
+fn two_in_expressions_on_namespaces_select_the_union() {
+    let yaml = "apiVersion: security.kubearmor.com/v1\nkind: KubeArmorClusterPolicy\nmetadata:\n  name: csp\nspec:\n  selector:\n    matchExpressions:\n    - key: namespace\n      operator: In\n      values: [nginx1]\n    - key: namespace\n      operator: In\n      values: [nginx2]\n    - key: namespace\n      operator: NotIn\n      values: [nginx3]\n  process:\n    matchPaths:\n    - path: /usr/bin/apt\n  action: Block\n";
+    let denied = |ns: &str| {
+        let s = Subject::Container(ContainerIdentity {
+            namespace: ns.into(),
+            name: "c".into(),
+            labels: BTreeMap::new(),
+        });
+        set_for(yaml, &s, AUDIT)
+            .decide_exec(&exec("/usr/bin/apt"))
+            .is_denied()
+    };
+    assert!(denied("nginx1"));
+    assert!(denied("nginx2"));
+    assert!(!denied("nginx3"));
+    assert!(!denied("other"));
+}
