@@ -32,6 +32,7 @@ struct Sandbox {
     bpffs: PathBuf,
     pins: PathBuf,
     scratch: PathBuf,
+    extra_cgroups: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Sandbox {
@@ -55,6 +56,7 @@ impl Sandbox {
             bpffs,
             pins,
             scratch,
+            extra_cgroups: Default::default(),
         }
     }
 
@@ -148,12 +150,53 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// Another cgroup of this test, not registered as a container (removed on drop).
+    fn scratch_cgroup(&self, name: &str) -> PathBuf {
+        let p = self.cgroup.parent().unwrap().join(format!(
+            "{}-{name}",
+            self.cgroup.file_name().unwrap().to_str().unwrap()
+        ));
+        let _ = fs::remove_dir(&p);
+        fs::create_dir(&p).unwrap();
+        self.extra_cgroups.borrow_mut().push(p.clone());
+        p
+    }
+
+    fn policies(kind: &str, body: &str) -> Vec<kubearmor_policy::Policy> {
+        let sel = if kind == "KubeArmorHostPolicy" {
+            "  nodeSelector:\n    matchLabels:\n      kubearmor.io/hostname: \"*\"\n"
+        } else {
+            "  selector:\n    matchLabels:\n      app: t\n"
+        };
+        let yaml = format!("apiVersion: security.kubearmor.com/v1\nkind: {kind}\nmetadata:\n  name: net-test\n  namespace: t\nspec:\n{sel}{body}");
+        if body.is_empty() {
+            return Vec::new();
+        }
+        parse_policies(&yaml, "test").unwrap().policies
+    }
+
+    /// Host rules (cgroup id 0) and this test's cgroup as a registered container.
+    fn host_and_container(&self, host: &str, container: &str) -> NetTable {
+        let host = RuleSet::compile(&Self::policies("KubeArmorHostPolicy", host), Postures::default(), &NoResolve);
+        let ctr = RuleSet::compile(&Self::policies("KubeArmorPolicy", container), Postures::default(), &NoResolve);
+        let mut t = NetTable::new();
+        t.add_subject(0, &host, &NoResolve);
+        t.add_subject(self.cgroup_id, &ctr, &NoResolve);
+        t
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = NetPlane::remove_pins(&self.pins);
         let c = CString::new(self.bpffs.to_str().unwrap()).unwrap();
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         // Processes in the cgroup have exited (status() waited for them).
+        for c in self.extra_cgroups.borrow().iter() {
+            let _ = fs::remove_dir(c);
+        }
+        let _ = fs::remove_dir(self.cgroup.join("child"));
         let _ = fs::remove_dir(&self.cgroup);
         let _ = fs::remove_dir_all(&self.scratch);
     }
@@ -312,4 +355,264 @@ fn a_newly_named_source_tags_processes_already_running_it() {
         EACCES,
         "tcp from a process that was running before its executable was named"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: bypass classes. Each test names the class; the same assertions failed before the
+// fix (see the commit that added them).
+
+const SOCKET_SCRIPT: &str = "use Socket; socket(my $s, PF_INET, SOCK_STREAM, 0) or exit($!+0); exit 0";
+
+/// Runs `cmd` with its first instruction already in `cgroup`; returns its exit code.
+fn run_in(cgroup: &Path, mut cmd: Command) -> i32 {
+    let procs = CString::new(cgroup.join("cgroup.procs").to_str().unwrap()).unwrap();
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if n != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    out.status.code().unwrap_or_else(|| panic!("{cmd:?} killed: {out:?}"))
+}
+
+/// This test binary, re-run as a helper (see `helper`).
+fn helper_cmd(mode: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", "helper", "--nocapture", "--test-threads=1", "--quiet"])
+        .env("KA_NET_HELPER", mode)
+        .env("KA_NET_HELPER_ARGS", args.join("\u{1f}"));
+    c
+}
+
+/// Helper modes, run in a child process (does nothing in a normal test run):
+/// `fexecve PATH ARGS..` execs PATH through an fd (execveat with AT_EMPTY_PATH);
+/// `memfd PATH ARGS..` copies PATH into a memfd and execs that;
+/// `leader-exit`: forks a child whose thread-group leader exits first while another thread
+/// opens a TCP socket; exits with that socket's errno.
+#[test]
+fn helper() {
+    let Ok(mode) = std::env::var("KA_NET_HELPER") else {
+        return;
+    };
+    let args = std::env::var("KA_NET_HELPER_ARGS").unwrap();
+    let args: Vec<CString> = args
+        .split('\u{1f}')
+        .map(|a| CString::new(a).unwrap())
+        .collect();
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    unsafe {
+        match mode.as_str() {
+            "fexecve" | "memfd" => {
+                let fd = if mode == "fexecve" {
+                    libc::open(args[0].as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)
+                } else {
+                    let bytes = fs::read(args[0].to_str().unwrap()).unwrap();
+                    let fd = libc::memfd_create(c"copy".as_ptr(), libc::MFD_CLOEXEC);
+                    assert_eq!(libc::write(fd, bytes.as_ptr().cast(), bytes.len()), bytes.len() as isize);
+                    fd
+                };
+                assert!(fd >= 0);
+                libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+                panic!("fexecve: {}", std::io::Error::last_os_error());
+            }
+            "leader-exit" => {
+                let mut pipe = [0i32; 2];
+                assert_eq!(libc::pipe(pipe.as_mut_ptr()), 0);
+                let pid = libc::fork();
+                if pid == 0 {
+                    let w = pipe[1];
+                    std::thread::spawn(move || {
+                        // Let the leader exit first.
+                        std::thread::sleep(Duration::from_millis(300));
+                        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                        let errno: u8 = if fd < 0 {
+                            std::io::Error::last_os_error().raw_os_error().unwrap_or(255) as u8
+                        } else {
+                            0
+                        };
+                        libc::write(w, [errno].as_ptr().cast(), 1);
+                        libc::_exit(0);
+                    });
+                    libc::syscall(libc::SYS_exit, 0);
+                }
+                libc::close(pipe[1]);
+                let mut b = [255u8];
+                libc::read(pipe[0], b.as_mut_ptr().cast(), 1);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+                libc::_exit(i32::from(b[0]));
+            }
+            other => panic!("unknown helper mode {other}"),
+        }
+    }
+}
+
+fn perl_cmd(program: &str, cwd: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(cwd).args(["-e", SOCKET_SCRIPT]);
+    c
+}
+
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+fn require_loader() {
+    assert!(
+        Path::new(LOADER).exists(),
+        "these tests run a program through the x86-64 dynamic loader {LOADER}, which is missing"
+    );
+}
+
+// fromSource identity: a Block rule for one binary holds however it is exec'd.
+#[test]
+fn from_source_is_the_running_file_not_the_exec_spelling() {
+    require_loader();
+    let sb = Sandbox::new("spell");
+    let blocked = sb.copy_perl("perl-blocked");
+    let other = sb.copy_perl("perl-other");
+    std::os::unix::fs::symlink(&blocked, sb.scratch.join("link")).unwrap();
+    fs::hard_link(&blocked, sb.scratch.join("hardlink")).unwrap();
+    let body = format!(
+        "  action: Block\n  network:\n    matchProtocols:\n    - protocol: tcp\n      fromSource:\n      - path: {}\n",
+        blocked.display()
+    );
+    let mut plane = NetPlane::load(&sb.config()).unwrap();
+    plane.sync(&sb.table(&body, Posture::Audit)).unwrap();
+
+    let dir = &sb.scratch;
+    let abs = blocked.to_str().unwrap();
+    let doubled = format!("/{}", abs.replace('/', "//"));
+    let mut routes: Vec<(&str, Command)> = vec![
+        ("absolute path", perl_cmd(abs, dir)),
+        ("./perl-blocked", perl_cmd("./perl-blocked", dir)),
+        ("symlink", perl_cmd(sb.scratch.join("link").to_str().unwrap(), dir)),
+        ("hard link", perl_cmd("./hardlink", dir)),
+        ("doubled slashes", perl_cmd(&doubled, dir)),
+    ];
+    let mut devfd = Command::new("/bin/sh");
+    devfd.args(["-c", "exec 3<\"$0\"; exec /dev/fd/3 \"$@\"", abs, "-e", SOCKET_SCRIPT]);
+    routes.push(("/dev/fd/3", devfd));
+    routes.push(("execveat (fexecve)", helper_cmd("fexecve", &[abs, "perl", "-e", SOCKET_SCRIPT])));
+    let mut ld = Command::new(LOADER);
+    ld.args([abs, "-e", SOCKET_SCRIPT]);
+    routes.push(("ld.so", ld));
+    for (route, cmd) in routes {
+        assert_eq!(run_in(&sb.cgroup, cmd), EACCES, "tcp from the blocked binary via {route}");
+    }
+    assert_eq!(
+        run_in(&sb.cgroup, perl_cmd(other.to_str().unwrap(), dir)),
+        0,
+        "tcp from another binary"
+    );
+}
+
+// fromSource identity under an allow-list: only the allowed file itself gets through; a loader
+// or a memfd copy is not that file.
+#[test]
+fn allowed_source_cannot_be_borrowed() {
+    require_loader();
+    let sb = Sandbox::new("borrow");
+    let allowed = sb.copy_perl("perl-allowed");
+    let body = format!(
+        "  action: Allow\n  network:\n    matchProtocols:\n    - protocol: tcp\n      fromSource:\n      - path: {}\n",
+        allowed.display()
+    );
+    let mut plane = NetPlane::load(&sb.config()).unwrap();
+    plane.sync(&sb.table(&body, Posture::Block)).unwrap();
+    let abs = allowed.to_str().unwrap();
+    assert_eq!(run_in(&sb.cgroup, perl_cmd("./perl-allowed", &sb.scratch)), 0, "the allowed file");
+    let mut ld = Command::new(LOADER);
+    ld.args([abs, "-e", SOCKET_SCRIPT]);
+    assert_eq!(run_in(&sb.cgroup, ld), EACCES, "ld.so running the allowed file");
+    assert_eq!(
+        run_in(&sb.cgroup, helper_cmd("memfd", &[abs, "perl", "-e", SOCKET_SCRIPT])),
+        EACCES,
+        "a memfd copy of the allowed file"
+    );
+}
+
+// Exec tags: a process's source must not be lost when its thread-group leader exits first.
+#[test]
+fn source_survives_the_leader_exiting_first() {
+    let sb = Sandbox::new("leader");
+    let me = std::env::current_exe().unwrap();
+    let body = format!(
+        "  action: Block\n  network:\n    matchProtocols:\n    - protocol: tcp\n      fromSource:\n      - path: {}\n",
+        me.display()
+    );
+    let mut plane = NetPlane::load(&sb.config()).unwrap();
+    plane.sync(&sb.table(&body, Posture::Audit)).unwrap();
+    assert_eq!(
+        run_in(&sb.cgroup, helper_cmd("leader-exit", &[])),
+        EACCES,
+        "tcp from a thread whose leader has exited"
+    );
+}
+
+// Protocols: `tcp` covers MPTCP; `raw` covers every packet socket type.
+#[test]
+fn protocol_variants_are_covered() {
+    let mptcp = fs::read_to_string("/proc/sys/net/mptcp/enabled").unwrap_or_default();
+    assert_eq!(mptcp.trim(), "1", "this test needs MPTCP (sysctl net.mptcp.enabled=1)");
+    let sb = Sandbox::new("proto");
+    let mut plane = NetPlane::load(&sb.config()).unwrap();
+    let perl = Path::new("/usr/bin/perl");
+    plane
+        .sync(&sb.table("  action: Block\n  network:\n    matchProtocols:\n    - protocol: tcp\n", Posture::Audit))
+        .unwrap();
+    assert_eq!(sb.socket(perl, "PF_INET", "SOCK_STREAM", 262), EACCES, "MPTCP over IPv4 is tcp");
+    assert_eq!(sb.socket(perl, "PF_INET6", "SOCK_STREAM", 262), EACCES, "MPTCP over IPv6 is tcp");
+    plane
+        .sync(&sb.table("  action: Block\n  network:\n    matchProtocols:\n    - protocol: raw\n", Posture::Audit))
+        .unwrap();
+    for ty in ["SOCK_RAW", "SOCK_DGRAM", "10"] {
+        assert_eq!(sb.socket(perl, "PF_PACKET", ty, 0), EACCES, "AF_PACKET {ty} is raw");
+    }
+    assert_eq!(sb.socket(perl, "44", "SOCK_RAW", 0), EACCES, "AF_XDP is raw");
+    assert_eq!(sb.socket(perl, "PF_INET", "SOCK_DGRAM", 0), 0, "udp is not raw");
+}
+
+// Host vs container: host rules never reach a registered container (with or without rules
+// of its own), a container's child cgroup stays the container, an unregistered cgroup is the
+// host.
+#[test]
+fn host_rules_stay_on_the_host_and_containers_keep_their_children() {
+    let sb = Sandbox::new("subj");
+    let host_only = sb.copy_perl("perl-host");
+    let host_body = format!(
+        "  action: Block\n  network:\n    matchProtocols:\n    - protocol: tcp\n      fromSource:\n      - path: {}\n",
+        host_only.display()
+    );
+    let child = sb.cgroup.join("child");
+    fs::create_dir(&child).unwrap();
+    let unregistered = sb.scratch_cgroup("unregistered");
+    let mut plane = NetPlane::load(&sb.config()).unwrap();
+    let dir = &sb.scratch;
+    let prog = host_only.to_str().unwrap();
+
+    // The container has no protocol rules of its own.
+    plane.sync(&sb.host_and_container(&host_body, "")).unwrap();
+    assert_eq!(run_in(&sb.cgroup, perl_cmd(prog, dir)), 0, "host rule in a registered container");
+    assert_eq!(run_in(&unregistered, perl_cmd(prog, dir)), EACCES, "unregistered cgroup is the host");
+    assert_eq!(run_in(&sb.cgroup, perl_cmd(prog, dir)), 0, "still not the host");
+
+    // The container has rules: they also hold in a cgroup it creates below its own.
+    let ctr = "  action: Block\n  network:\n    matchProtocols:\n    - protocol: udp\n";
+    plane.sync(&sb.host_and_container(&host_body, ctr)).unwrap();
+    let perl = "/usr/bin/perl";
+    let udp = "use Socket; socket(my $s, PF_INET, SOCK_DGRAM, 0) or exit($!+0); exit 0";
+    let mut c = Command::new(perl);
+    c.args(["-e", udp]);
+    assert_eq!(run_in(&child, c), EACCES, "udp in the container's child cgroup");
+    assert_eq!(run_in(&child, perl_cmd(prog, dir)), 0, "host rule in the container's child cgroup");
+    let _ = fs::remove_dir(&child);
 }
