@@ -49,7 +49,14 @@ fn table(cg: u64, body: &str) -> NetTable {
         &NoResolve,
     );
     let mut t = NetTable::new();
-    t.add_subject(cg, &set, &NoResolve);
+    t.add_container(
+        cg,
+        &set,
+        &kubearmor_bpf::RootedIdentity::new(
+            std::path::Path::new("/"),
+            kubearmor_bpf::MountDevs::read(),
+        ),
+    );
     t
 }
 

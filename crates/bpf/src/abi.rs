@@ -18,8 +18,12 @@ pub const REASON_POSTURE_DENY: u8 = 1;
 pub const REASON_AUDIT: u8 = 2;
 pub const REASON_POSTURE_AUDIT: u8 = 3;
 
+/// Source id of a dynamic loader run as a program (see `KA_SOURCE_LOADER` in abi.h).
+pub const SOURCE_LOADER: u32 = 0xffff_ffff;
+
 pub const HOOK_SOCK_CREATE: u8 = 1;
 pub const HOOK_CONNECT: u8 = 2;
+pub const HOOK_SOCKET_KILL: u8 = 3;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -64,6 +68,26 @@ pub struct NetEventRaw {
     pub comm: [u8; 16],
 }
 
+/// An executable file as the kernel knows it (`struct ka_exe_key`): inode number and the kernel
+/// device number of its superblock (`MAJOR << 20 | MINOR`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ExeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub pad: u32,
+}
+
+impl ExeKey {
+    pub fn new(dev_major: u32, dev_minor: u32, ino: u64) -> Self {
+        Self {
+            ino,
+            dev: (dev_major << 20) | (dev_minor & 0xf_ffff),
+            pad: 0,
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenIntentRaw {
@@ -97,6 +121,7 @@ impl PathKey {
 unsafe impl aya::Pod for NetKey {}
 unsafe impl aya::Pod for NetVal {}
 unsafe impl aya::Pod for NetSubject {}
+unsafe impl aya::Pod for ExeKey {}
 unsafe impl aya::Pod for OpenIntentRaw {}
 unsafe impl aya::Pod for PathKey {}
 
@@ -105,4 +130,6 @@ const _: () = assert!(std::mem::size_of::<NetVal>() == 8);
 const _: () = assert!(std::mem::size_of::<NetSubject>() == 8);
 const _: () = assert!(std::mem::size_of::<NetEventRaw>() == 56);
 const _: () = assert!(std::mem::size_of::<OpenIntentRaw>() == 16);
+const _: () = assert!(std::mem::size_of::<ExeKey>() == 16);
+const _: () = assert!(std::mem::offset_of!(ExeKey, dev) == 8);
 const _: () = assert!(std::mem::size_of::<PathKey>() == PATH_MAX);

@@ -6,12 +6,14 @@
 
 pub mod abi;
 mod error;
+pub mod exe_identity;
 pub mod net;
 pub mod net_table;
 pub mod openflags;
 mod pin;
 
 pub use error::BpfError;
+pub use exe_identity::{ExeIdentity, MountDevs, RootedIdentity};
 pub use net::{NetEvent, NetEvents, NetPlane, NetPlaneConfig};
 pub use net_table::NetTable;
 pub use openflags::OpenIntentTracker;

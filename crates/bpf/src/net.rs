@@ -2,7 +2,7 @@
 //! cgroup id, with every link and map pinned so enforcement continues while the daemon is down.
 //! A restarted daemon adopts the pinned maps and swaps in fresh links.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use aya::maps::{HashMap, MapData, RingBuf};
 use aya::programs::links::FdLink;
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSock, CgroupSockAddr};
+use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
-use crate::abi::{NetEventRaw, NetKey, NetSubject, NetVal, PathKey};
+use crate::abi::{ExeKey, NetEventRaw, NetKey, NetSubject, NetVal};
 use crate::net_table::NetTable;
 use crate::{objects, pin, BpfError};
 
@@ -33,13 +33,19 @@ pub struct NetEvent {
     pub tid: u32,
     pub pid: u32,
     pub uid: u32,
-    /// The executable, when a rule names it (else read it from /proc).
+    /// The executable, when a rule names it (else read it from /proc): a path of the file
+    /// the kernel identified, as the rule spelled it.
     pub source: Option<String>,
+    /// The executable is a dynamic loader run as a program (`ld.so /usr/bin/curl`): it was
+    /// held to the Block and Audit rules of every program the subject's rules name.
+    pub loader: bool,
     pub family: i32,
     pub sock_type: i32,
     pub protocol: i32,
     /// `SOCKET_CREATE` or `SOCKET_CONNECT`.
     pub hook: &'static str,
+    /// A packet socket the cgroup hooks cannot refuse: the process was killed (SIGKILL).
+    pub killed: bool,
     pub denied: bool,
     pub tty: bool,
     pub reason: u8,
@@ -48,10 +54,15 @@ pub struct NetEvent {
 
 const PROGRAMS_CGROUP_SOCK: &[&str] = &["ka_sock_create"];
 const PROGRAMS_SOCK_ADDR: &[&str] = &["ka_connect4", "ka_connect6"];
-const PROGRAMS_BTF: &[(&str, &str)] = &[
-    ("ka_on_exec", "sched_process_exec"),
-    ("ka_on_fork", "sched_process_fork"),
-    ("ka_on_exit", "sched_process_exit"),
+/// Tracepoints, with their `syscalls` event.
+const PROGRAMS_TRACEPOINT: &[(&str, &str)] = &[("ka_socket_enter", "sys_enter_socket")];
+/// Pins this version of the plane owns; others under the pin folder are left over from
+/// earlier versions (an exec-path tracker, its maps) and removed at load.
+const MAPS: &[&str] = &[
+    "ka_net_rules",
+    "ka_net_subjects",
+    "ka_source_inodes",
+    "ka_net_events",
 ];
 
 type SourceNames = Arc<RwLock<BTreeMap<u32, String>>>;
@@ -60,13 +71,9 @@ pub struct NetPlane {
     _bpf: Ebpf,
     rules: HashMap<MapData, NetKey, NetVal>,
     subjects: HashMap<MapData, u64, NetSubject>,
-    source_ids: HashMap<MapData, PathKey, u32>,
-    /// An LRU hash; aya's HashMap handles both kinds.
-    task_source: HashMap<MapData, u32, u32>,
+    source_inodes: HashMap<MapData, ExeKey, u32>,
     events: Option<RingBuf<MapData>>,
     names: SourceNames,
-    /// The sources the last /proc scan tagged processes for (`None` before the first scan).
-    tagged_sources: Option<BTreeMap<String, u32>>,
     pin_dir: PathBuf,
 }
 
@@ -116,41 +123,45 @@ impl NetPlane {
         }
         attach_at_root!(CgroupSock, PROGRAMS_CGROUP_SOCK);
         attach_at_root!(CgroupSockAddr, PROGRAMS_SOCK_ADDR);
-        for (name, tracepoint) in PROGRAMS_BTF {
-            let p: &mut BtfTracePoint = program(&mut bpf, name)?;
-            p.load(tracepoint, &btf)
+        crate::pin::ensure_tracefs()?;
+        for (name, event) in PROGRAMS_TRACEPOINT {
+            let p: &mut TracePoint = program(&mut bpf, name)?;
+            p.load().map_err(|e| BpfError::program(name, e))?;
+            let id = p
+                .attach("syscalls", event)
                 .map_err(|e| BpfError::program(name, e))?;
-            let id = p.attach().map_err(|e| BpfError::program(name, e))?;
-            let link: FdLink = p
-                .take_link(id)
-                .map_err(|e| BpfError::program(name, e))?
-                .into();
+            let link = p.take_link(id).map_err(|e| BpfError::program(name, e))?;
+            let link = FdLink::try_from(link).map_err(|e| BpfError::Pin {
+                path: links_dir.join(name),
+                message: e.to_string(),
+            })?;
             pin::replace_link(link, &links_dir.join(name))?;
         }
+        remove_stale_pins(&maps_dir, MAPS)?;
+        let programs: Vec<&str> = PROGRAMS_CGROUP_SOCK
+            .iter()
+            .chain(PROGRAMS_SOCK_ADDR)
+            .copied()
+            .chain(PROGRAMS_TRACEPOINT.iter().map(|(n, _)| *n))
+            .collect();
+        remove_stale_pins(&links_dir, &programs)?;
 
         let rules = take_map(&mut bpf, "ka_net_rules")?;
         let subjects = take_map(&mut bpf, "ka_net_subjects")?;
-        let source_ids: HashMap<MapData, PathKey, u32> = take_map(&mut bpf, "ka_source_ids")?;
-        let task_source = take_map(&mut bpf, "ka_task_source")?;
+        let source_inodes = take_map(&mut bpf, "ka_source_inodes")?;
         let events = bpf
             .take_map("ka_net_events")
             .ok_or(BpfError::MissingMap("ka_net_events"))
             .and_then(|m| RingBuf::try_from(m).map_err(|e| BpfError::map("ka_net_events", e)))?;
 
-        // Recover id -> path names from the adopted map, for events before the first sync.
-        let mut names = BTreeMap::new();
-        for (key, id) in source_ids.iter().flatten() {
-            names.insert(id, path_of(&key));
-        }
         Ok(Self {
             _bpf: bpf,
             rules,
             subjects,
-            source_ids,
-            task_source,
+            source_inodes,
             events: Some(events),
-            names: Arc::new(RwLock::new(names)),
-            tagged_sources: None,
+            // Names come with the first sync; events before it carry no source name.
+            names: Arc::new(RwLock::new(BTreeMap::new())),
             pin_dir: cfg.pin_dir.clone(),
         })
     }
@@ -158,12 +169,10 @@ impl NetPlane {
     /// Makes the kernel maps hold exactly `table`. New entries go in before stale ones come
     /// out, so a rule change never opens a window with no rule.
     pub fn sync(&mut self, table: &NetTable) -> Result<(), BpfError> {
-        for (path, id) in &table.sources {
-            if let Some(k) = PathKey::new(path) {
-                self.source_ids
-                    .insert(k, id, 0)
-                    .map_err(|e| BpfError::map("ka_source_ids", e))?;
-            }
+        for (k, id) in &table.sources {
+            self.source_inodes
+                .insert(k, id, 0)
+                .map_err(|e| BpfError::map("ka_source_inodes", e))?;
         }
         for (k, flags) in &table.rules {
             let v = NetVal {
@@ -197,54 +206,19 @@ impl NetPlane {
         for k in stale_rules {
             let _ = self.rules.remove(&k);
         }
-        let wanted: BTreeSet<&str> = table.sources.keys().map(String::as_str).collect();
-        let stale_sources: Vec<PathKey> = self
-            .source_ids
+        let stale_sources: Vec<ExeKey> = self
+            .source_inodes
             .keys()
             .flatten()
-            .filter(|k| !wanted.contains(path_of(k).as_str()))
+            .filter(|k| !table.sources.contains_key(k))
             .collect();
         for k in stale_sources {
-            let _ = self.source_ids.remove(&k);
+            let _ = self.source_inodes.remove(&k);
         }
         if let Ok(mut names) = self.names.write() {
-            *names = table
-                .sources
-                .iter()
-                .map(|(p, id)| (*id, p.clone()))
-                .collect();
-        }
-        // The exec tracker tags every process that execs a named source from now on; only
-        // processes already running when a source was first named need the /proc scan.
-        if self.tagged_sources.as_ref() != Some(&table.sources) {
-            self.tag_running_processes(table);
-            self.tagged_sources = Some(table.sources.clone());
+            *names = table.names.clone();
         }
         Ok(())
-    }
-
-    /// Processes started before the programs were attached, or before a rule named their
-    /// executable, have no exec record: tag those whose executable a rule names, from
-    /// /proc/<pid>/exe.
-    fn tag_running_processes(&mut self, table: &NetTable) {
-        let Ok(dir) = fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(exe) = fs::read_link(entry.path().join("exe")) else {
-                continue;
-            };
-            if let Some(id) = exe.to_str().and_then(|e| table.sources.get(e)) {
-                let _ = self.task_source.insert(pid, id, 0);
-            }
-        }
     }
 
     /// The event reader; it can move to its own thread. Only one exists.
@@ -309,6 +283,7 @@ impl NetEvents {
             .position(|b| *b == 0)
             .unwrap_or(raw.comm.len());
         NetEvent {
+            loader: raw.source_id == crate::abi::SOURCE_LOADER,
             cgroup_id: raw.cgroup_id,
             tid: raw.pid,
             pid: raw.tgid,
@@ -322,6 +297,7 @@ impl NetEvents {
             } else {
                 "SOCKET_CREATE"
             },
+            killed: raw.hook == crate::abi::HOOK_SOCKET_KILL && raw.denied != 0,
             denied: raw.denied != 0,
             tty: raw.tty != 0,
             reason: raw.reason,
@@ -342,9 +318,19 @@ pub fn cgroup2_root() -> Option<PathBuf> {
     })
 }
 
-fn path_of(k: &PathKey) -> String {
-    let end = k.path.iter().position(|b| *b == 0).unwrap_or(k.path.len());
-    String::from_utf8_lossy(&k.path[..end]).into_owned()
+/// Removes pins in `dir` whose names are not in `keep`.
+fn remove_stale_pins(dir: &Path, keep: &[&str]) -> Result<(), BpfError> {
+    let entries = fs::read_dir(dir).map_err(|source| BpfError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !keep.iter().any(|k| name.to_str() == Some(*k)) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    Ok(())
 }
 
 fn program<'a, T>(bpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, BpfError>

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kubearmor_bpf::net::cgroup2_root;
-use kubearmor_bpf::{NetPlane, NetPlaneConfig, NetTable};
+use kubearmor_bpf::{MountDevs, NetPlane, NetPlaneConfig, NetTable, RootedIdentity};
 use kubearmor_policy::{parse_policies, NoResolve, Posture, Postures, RuleSet};
 
 fn require_root() {
@@ -145,9 +145,14 @@ impl Sandbox {
         };
         let set = RuleSet::compile(&policies, postures, &NoResolve);
         let mut t = NetTable::new();
-        t.add_subject(self.cgroup_id, &set, &NoResolve);
+        t.add_container(self.cgroup_id, &set, &host_files());
         t
     }
+}
+
+/// File identities as the host sees them (the test's "container" shares the host's root).
+fn host_files() -> RootedIdentity {
+    RootedIdentity::new(Path::new("/"), MountDevs::read())
 }
 
 impl Sandbox {
@@ -178,11 +183,19 @@ impl Sandbox {
 
     /// Host rules (cgroup id 0) and this test's cgroup as a registered container.
     fn host_and_container(&self, host: &str, container: &str) -> NetTable {
-        let host = RuleSet::compile(&Self::policies("KubeArmorHostPolicy", host), Postures::default(), &NoResolve);
-        let ctr = RuleSet::compile(&Self::policies("KubeArmorPolicy", container), Postures::default(), &NoResolve);
+        let host = RuleSet::compile(
+            &Self::policies("KubeArmorHostPolicy", host),
+            Postures::default(),
+            &NoResolve,
+        );
+        let ctr = RuleSet::compile(
+            &Self::policies("KubeArmorPolicy", container),
+            Postures::default(),
+            &NoResolve,
+        );
         let mut t = NetTable::new();
-        t.add_subject(0, &host, &NoResolve);
-        t.add_subject(self.cgroup_id, &ctr, &NoResolve);
+        t.add_host(&host, &host_files());
+        t.add_container(self.cgroup_id, &ctr, &host_files());
         t
     }
 }
@@ -361,10 +374,17 @@ fn a_newly_named_source_tags_processes_already_running_it() {
 // Issue 10: bypass classes. Each test names the class; the same assertions failed before the
 // fix (see the commit that added them).
 
-const SOCKET_SCRIPT: &str = "use Socket; socket(my $s, PF_INET, SOCK_STREAM, 0) or exit($!+0); exit 0";
+const SOCKET_SCRIPT: &str =
+    "use Socket; socket(my $s, PF_INET, SOCK_STREAM, 0) or exit($!+0); exit 0";
 
 /// Runs `cmd` with its first instruction already in `cgroup`; returns its exit code.
-fn run_in(cgroup: &Path, mut cmd: Command) -> i32 {
+fn run_in(cgroup: &Path, cmd: Command) -> i32 {
+    let st = run_in_status(cgroup, cmd);
+    st.code().unwrap_or_else(|| panic!("killed: {st:?}"))
+}
+
+/// Like [`run_in`], returning the exit status (for processes the plane kills).
+fn run_in_status(cgroup: &Path, mut cmd: Command) -> std::process::ExitStatus {
     let procs = CString::new(cgroup.join("cgroup.procs").to_str().unwrap()).unwrap();
     unsafe {
         cmd.pre_exec(move || {
@@ -380,16 +400,21 @@ fn run_in(cgroup: &Path, mut cmd: Command) -> i32 {
             Ok(())
         });
     }
-    let out = cmd.output().unwrap();
-    out.status.code().unwrap_or_else(|| panic!("{cmd:?} killed: {out:?}"))
+    cmd.status().unwrap()
 }
 
 /// This test binary, re-run as a helper (see `helper`).
 fn helper_cmd(mode: &str, args: &[&str]) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "helper", "--nocapture", "--test-threads=1", "--quiet"])
-        .env("KA_NET_HELPER", mode)
-        .env("KA_NET_HELPER_ARGS", args.join("\u{1f}"));
+    c.args([
+        "--exact",
+        "helper",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ])
+    .env("KA_NET_HELPER", mode)
+    .env("KA_NET_HELPER_ARGS", args.join("\u{1f}"));
     c
 }
 
@@ -408,7 +433,8 @@ fn helper() {
         .split('\u{1f}')
         .map(|a| CString::new(a).unwrap())
         .collect();
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    // args[0] is the file; the rest is argv.
+    let mut argv: Vec<*const libc::c_char> = args.iter().skip(1).map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     unsafe {
@@ -419,7 +445,10 @@ fn helper() {
                 } else {
                     let bytes = fs::read(args[0].to_str().unwrap()).unwrap();
                     let fd = libc::memfd_create(c"copy".as_ptr(), libc::MFD_CLOEXEC);
-                    assert_eq!(libc::write(fd, bytes.as_ptr().cast(), bytes.len()), bytes.len() as isize);
+                    assert_eq!(
+                        libc::write(fd, bytes.as_ptr().cast(), bytes.len()),
+                        bytes.len() as isize
+                    );
                     fd
                 };
                 assert!(fd >= 0);
@@ -437,7 +466,9 @@ fn helper() {
                         std::thread::sleep(Duration::from_millis(300));
                         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
                         let errno: u8 = if fd < 0 {
-                            std::io::Error::last_os_error().raw_os_error().unwrap_or(255) as u8
+                            std::io::Error::last_os_error()
+                                .raw_os_error()
+                                .unwrap_or(255) as u8
                         } else {
                             0
                         };
@@ -494,19 +525,35 @@ fn from_source_is_the_running_file_not_the_exec_spelling() {
     let mut routes: Vec<(&str, Command)> = vec![
         ("absolute path", perl_cmd(abs, dir)),
         ("./perl-blocked", perl_cmd("./perl-blocked", dir)),
-        ("symlink", perl_cmd(sb.scratch.join("link").to_str().unwrap(), dir)),
+        (
+            "symlink",
+            perl_cmd(sb.scratch.join("link").to_str().unwrap(), dir),
+        ),
         ("hard link", perl_cmd("./hardlink", dir)),
         ("doubled slashes", perl_cmd(&doubled, dir)),
     ];
     let mut devfd = Command::new("/bin/sh");
-    devfd.args(["-c", "exec 3<\"$0\"; exec /dev/fd/3 \"$@\"", abs, "-e", SOCKET_SCRIPT]);
+    devfd.args([
+        "-c",
+        "exec 3<\"$0\"; exec /dev/fd/3 \"$@\"",
+        abs,
+        "-e",
+        SOCKET_SCRIPT,
+    ]);
     routes.push(("/dev/fd/3", devfd));
-    routes.push(("execveat (fexecve)", helper_cmd("fexecve", &[abs, "perl", "-e", SOCKET_SCRIPT])));
+    routes.push((
+        "execveat (fexecve)",
+        helper_cmd("fexecve", &[abs, "perl", "-e", SOCKET_SCRIPT]),
+    ));
     let mut ld = Command::new(LOADER);
     ld.args([abs, "-e", SOCKET_SCRIPT]);
     routes.push(("ld.so", ld));
     for (route, cmd) in routes {
-        assert_eq!(run_in(&sb.cgroup, cmd), EACCES, "tcp from the blocked binary via {route}");
+        assert_eq!(
+            run_in(&sb.cgroup, cmd),
+            EACCES,
+            "tcp from the blocked binary via {route}"
+        );
     }
     assert_eq!(
         run_in(&sb.cgroup, perl_cmd(other.to_str().unwrap(), dir)),
@@ -529,12 +576,23 @@ fn allowed_source_cannot_be_borrowed() {
     let mut plane = NetPlane::load(&sb.config()).unwrap();
     plane.sync(&sb.table(&body, Posture::Block)).unwrap();
     let abs = allowed.to_str().unwrap();
-    assert_eq!(run_in(&sb.cgroup, perl_cmd("./perl-allowed", &sb.scratch)), 0, "the allowed file");
+    assert_eq!(
+        run_in(&sb.cgroup, perl_cmd("./perl-allowed", &sb.scratch)),
+        0,
+        "the allowed file"
+    );
     let mut ld = Command::new(LOADER);
     ld.args([abs, "-e", SOCKET_SCRIPT]);
-    assert_eq!(run_in(&sb.cgroup, ld), EACCES, "ld.so running the allowed file");
     assert_eq!(
-        run_in(&sb.cgroup, helper_cmd("memfd", &[abs, "perl", "-e", SOCKET_SCRIPT])),
+        run_in(&sb.cgroup, ld),
+        EACCES,
+        "ld.so running the allowed file"
+    );
+    assert_eq!(
+        run_in(
+            &sb.cgroup,
+            helper_cmd("memfd", &[abs, "perl", "-e", SOCKET_SCRIPT])
+        ),
         EACCES,
         "a memfd copy of the allowed file"
     );
@@ -562,23 +620,74 @@ fn source_survives_the_leader_exiting_first() {
 #[test]
 fn protocol_variants_are_covered() {
     let mptcp = fs::read_to_string("/proc/sys/net/mptcp/enabled").unwrap_or_default();
-    assert_eq!(mptcp.trim(), "1", "this test needs MPTCP (sysctl net.mptcp.enabled=1)");
+    assert_eq!(
+        mptcp.trim(),
+        "1",
+        "this test needs MPTCP (sysctl net.mptcp.enabled=1)"
+    );
     let sb = Sandbox::new("proto");
     let mut plane = NetPlane::load(&sb.config()).unwrap();
     let perl = Path::new("/usr/bin/perl");
     plane
-        .sync(&sb.table("  action: Block\n  network:\n    matchProtocols:\n    - protocol: tcp\n", Posture::Audit))
+        .sync(&sb.table(
+            "  action: Block\n  network:\n    matchProtocols:\n    - protocol: tcp\n",
+            Posture::Audit,
+        ))
         .unwrap();
-    assert_eq!(sb.socket(perl, "PF_INET", "SOCK_STREAM", 262), EACCES, "MPTCP over IPv4 is tcp");
-    assert_eq!(sb.socket(perl, "PF_INET6", "SOCK_STREAM", 262), EACCES, "MPTCP over IPv6 is tcp");
+    assert_eq!(
+        sb.socket(perl, "PF_INET", "SOCK_STREAM", 262),
+        EACCES,
+        "MPTCP over IPv4 is tcp"
+    );
+    assert_eq!(
+        sb.socket(perl, "PF_INET6", "SOCK_STREAM", 262),
+        EACCES,
+        "MPTCP over IPv6 is tcp"
+    );
     plane
-        .sync(&sb.table("  action: Block\n  network:\n    matchProtocols:\n    - protocol: raw\n", Posture::Audit))
+        .sync(&sb.table(
+            "  action: Block\n  network:\n    matchProtocols:\n    - protocol: raw\n",
+            Posture::Audit,
+        ))
         .unwrap();
-    for ty in ["SOCK_RAW", "SOCK_DGRAM", "10"] {
-        assert_eq!(sb.socket(perl, "PF_PACKET", ty, 0), EACCES, "AF_PACKET {ty} is raw");
+    // Packet sockets never reach cgroup/sock_create; the socket() tracepoint kills the caller.
+    let killed = |family: &str, ty: &str| {
+        let script = format!("use Socket; socket(my $s, {family}, {ty}, 0); exit 0");
+        let mut c = Command::new(perl);
+        c.args(["-e", &script]);
+        run_in_status(&sb.cgroup, c)
+    };
+    use std::os::unix::process::ExitStatusExt;
+    for (family, ty) in [
+        ("17", "SOCK_RAW"),
+        ("17", "SOCK_DGRAM"),
+        ("17", "10"),
+        ("PF_INET", "10"),
+        ("44", "SOCK_RAW"),
+    ] {
+        let st = killed(family, ty);
+        assert_eq!(
+            st.signal(),
+            Some(libc::SIGKILL),
+            "family {family} type {ty} is raw: {st:?}"
+        );
     }
-    assert_eq!(sb.socket(perl, "44", "SOCK_RAW", 0), EACCES, "AF_XDP is raw");
-    assert_eq!(sb.socket(perl, "PF_INET", "SOCK_DGRAM", 0), 0, "udp is not raw");
+    assert_eq!(
+        sb.socket(perl, "PF_INET", "SOCK_DGRAM", 0),
+        0,
+        "udp is not raw"
+    );
+    assert_eq!(
+        sb.socket(perl, "PF_INET", "SOCK_RAW", 1),
+        EACCES,
+        "raw IP: refused with EACCES"
+    );
+    // Outside the cgroup nothing is killed.
+    let st = Command::new(perl)
+        .args(["-e", "use Socket; socket(my $s, 17, SOCK_DGRAM, 0); exit 0"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
 }
 
 // Host vs container: host rules never reach a registered container (with or without rules
@@ -601,9 +710,21 @@ fn host_rules_stay_on_the_host_and_containers_keep_their_children() {
 
     // The container has no protocol rules of its own.
     plane.sync(&sb.host_and_container(&host_body, "")).unwrap();
-    assert_eq!(run_in(&sb.cgroup, perl_cmd(prog, dir)), 0, "host rule in a registered container");
-    assert_eq!(run_in(&unregistered, perl_cmd(prog, dir)), EACCES, "unregistered cgroup is the host");
-    assert_eq!(run_in(&sb.cgroup, perl_cmd(prog, dir)), 0, "still not the host");
+    assert_eq!(
+        run_in(&sb.cgroup, perl_cmd(prog, dir)),
+        0,
+        "host rule in a registered container"
+    );
+    assert_eq!(
+        run_in(&unregistered, perl_cmd(prog, dir)),
+        EACCES,
+        "unregistered cgroup is the host"
+    );
+    assert_eq!(
+        run_in(&sb.cgroup, perl_cmd(prog, dir)),
+        0,
+        "still not the host"
+    );
 
     // The container has rules: they also hold in a cgroup it creates below its own.
     let ctr = "  action: Block\n  network:\n    matchProtocols:\n    - protocol: udp\n";
@@ -612,7 +733,15 @@ fn host_rules_stay_on_the_host_and_containers_keep_their_children() {
     let udp = "use Socket; socket(my $s, PF_INET, SOCK_DGRAM, 0) or exit($!+0); exit 0";
     let mut c = Command::new(perl);
     c.args(["-e", udp]);
-    assert_eq!(run_in(&child, c), EACCES, "udp in the container's child cgroup");
-    assert_eq!(run_in(&child, perl_cmd(prog, dir)), 0, "host rule in the container's child cgroup");
+    assert_eq!(
+        run_in(&child, c),
+        EACCES,
+        "udp in the container's child cgroup"
+    );
+    assert_eq!(
+        run_in(&child, perl_cmd(prog, dir)),
+        0,
+        "host rule in the container's child cgroup"
+    );
     let _ = fs::remove_dir(&child);
 }

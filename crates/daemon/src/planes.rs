@@ -14,6 +14,9 @@ pub struct PlaneStatus {
     pub enforcer: &'static str,
     /// Operation families it enforces (`Process`, `File`, ...).
     pub families: Vec<&'static str>,
+    /// What stays open on this plane within those families (routes it does not see or cannot
+    /// refuse), one line each; docs/ lists the same.
+    pub open: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +89,11 @@ impl Enforcement {
         if parts.is_empty() {
             parts.push("no enforcement plane is active".to_string());
         }
+        for p in &self.planes {
+            for gap in &p.open {
+                parts.push(format!("{} does NOT cover: {gap}", p.name));
+            }
+        }
         for (f, why) in &self.unenforced {
             parts.push(format!("{f} rules are NOT enforced: {why}"));
         }
@@ -111,6 +119,7 @@ mod tests {
             name: "cgroup-bpf",
             enforcer: "CgroupBPF",
             families: vec!["Network"],
+            open: vec!["AF_VSOCK sockets"],
         };
         let e = Enforcement::from_planes(
             vec![net],
@@ -127,5 +136,9 @@ mod tests {
         );
         assert!(s.contains("File rules are NOT enforced"), "{s}");
         assert!(!s.contains("Network rules are NOT"), "{s}");
+        assert!(
+            s.contains("cgroup-bpf does NOT cover: AF_VSOCK sockets"),
+            "{s}"
+        );
     }
 }

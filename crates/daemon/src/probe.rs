@@ -51,7 +51,7 @@ pub fn probe_file_json(config: &Config, host: &HostInfo, enforcement: &Enforceme
         "EnforcementPlanes": enforcement
             .planes
             .iter()
-            .map(|p| json!({"Name": p.name, "Enforcer": p.enforcer, "Families": p.families}))
+            .map(|p| json!({"Name": p.name, "Enforcer": p.enforcer, "Families": p.families, "Open": p.open}))
             .collect::<Vec<_>>(),
         "NotEnforced": enforcement
             .unenforced
@@ -209,6 +209,7 @@ spec:
                 name: "fanotify",
                 enforcer: "fanotify",
                 families: vec!["Process", "File"],
+                open: vec![],
             }],
             &[],
         )

@@ -170,6 +170,15 @@ fn enforcement_text(h: &Value) -> String {
                 str_field(p, "Enforcer"),
                 families.join(", ")
             );
+            for gap in p
+                .get("Open")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let _ = writeln!(out, "\t\tnot covered: {gap}");
+            }
         }
     }
     if let Some(missing) = h.get("NotEnforced").and_then(Value::as_array) {
@@ -325,12 +334,14 @@ mod tests {
     #[test]
     fn enforcement_planes_and_unenforced_families_are_shown() {
         let h: Value = serde_json::json!({
-            "EnforcementPlanes": [{"Name": "cgroup-bpf", "Enforcer": "CgroupBPF", "Families": ["Network"]}],
+            "EnforcementPlanes": [{"Name": "cgroup-bpf", "Enforcer": "CgroupBPF", "Families": ["Network"], "Open": ["Network: AF_VSOCK sockets"]}],
             "NotEnforced": [{"Family": "Capabilities", "Reason": "needs a BPF-LSM plane"}]
         });
         let text = render_text(Some(&h), &ProbeResponse::default());
         assert!(
-            text.contains("\tcgroup-bpf (CgroupBPF): Network\n"),
+            text.contains(
+                "\tcgroup-bpf (CgroupBPF): Network\n\t\tnot covered: Network: AF_VSOCK sockets\n"
+            ),
             "{text}"
         );
         assert!(

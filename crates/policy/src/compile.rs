@@ -86,6 +86,8 @@ pub(crate) struct Table<I> {
 #[derive(Debug, Default)]
 pub struct RuleSet {
     pub(crate) path_rules: Vec<PathRule>,
+    /// Symlink-resolved forms of pattern rules, by rule id (`/bin/*` as `/usr/bin/*`).
+    pub(crate) pattern_aliases: std::collections::BTreeMap<u32, crate::glob::Glob>,
     pub(crate) process: Table<PathIndex>,
     pub(crate) file: Table<PathIndex>,
     pub(crate) protocol_rules: Vec<ProtocolRule>,
@@ -168,6 +170,22 @@ impl RuleSet {
         let alias = match &rule.target {
             PathTarget::Path(p) => resolver.resolve(p),
             PathTarget::Dir { dir, .. } if !dir.is_empty() => resolver.resolve(dir),
+            // A pattern's literal directory is resolved like a path; what its wildcards stand
+            // for is not (docs/compatibility.md).
+            PathTarget::Pattern(g) => {
+                let dir = g.literal_dir();
+                let resolved = (!dir.is_empty())
+                    .then(|| resolver.resolve(&dir))
+                    .flatten()
+                    .and_then(|r| g.with_dir(r.trim_end_matches('/')));
+                if let Some(alias) = resolved {
+                    let dir = alias.literal_dir();
+                    self.pattern_aliases.insert(id, alias);
+                    Some(dir)
+                } else {
+                    None
+                }
+            }
             _ => None,
         };
         let source_alias = rule.source.as_deref().and_then(|s| resolver.resolve(s));

@@ -145,7 +145,13 @@ impl RuleSet {
     ) -> Decision<'_> {
         let rules = &self.path_rules;
         let glob = |id: u32, path: &str| match &rules[id as usize].target {
-            PathTarget::Pattern(g) => g.is_match(path),
+            PathTarget::Pattern(g) => {
+                g.is_match(path)
+                    || self
+                        .pattern_aliases
+                        .get(&id)
+                        .is_some_and(|a| a.is_match(path))
+            }
             _ => false,
         };
 
@@ -542,25 +548,40 @@ fn args_match(allowed: &[String], args: Option<&[String]>) -> bool {
     }
 }
 
-/// The lookup keys of a socket: its type key and its protocol key, in that order.
+/// The lookup keys of a socket: its type key, then a second key. For IPv4 and IPv6 the second
+/// key is the IP protocol, with variants folded into the protocol they extend (MPTCP is `tcp`,
+/// UDP-Lite is `udp`, a protocol-0 seqpacket socket is SCTP). Every packet socket (AF_PACKET
+/// of any type, AF_INET + SOCK_PACKET, AF_XDP) also answers to `raw`: cooked `SOCK_DGRAM` packet sockets need
+/// CAP_NET_RAW and see the same traffic. Other families (Unix, netlink, vsock) have no keys.
+/// The network plane's BPF program mirrors this function.
 fn socket_keys(fam: i32, ty: i32, proto: i32) -> Option<[Option<NetKey>; 2]> {
     let ty = ty & 0xf; // strip SOCK_NONBLOCK / SOCK_CLOEXEC
+                       // The kernel turns the obsolete AF_INET + SOCK_PACKET into a packet socket.
+    let fam = if fam == family::INET && ty == sock::PACKET {
+        family::PACKET
+    } else {
+        fam
+    };
     let ip = fam == family::INET || fam == family::INET6;
-    if !ip && fam != family::PACKET {
+    if !ip && fam != family::PACKET && fam != family::XDP {
         return None;
     }
     let type_key = sock::type_name(ty).map(|_| NetKey::Type(ty as u8));
-    let protocol = if !ip {
-        None
-    } else if ty == sock::STREAM && (proto == 0 || proto == ipproto::TCP) {
+    if !ip {
+        let raw = (ty != sock::RAW).then_some(NetKey::Type(sock::RAW as u8));
+        return Some([type_key, raw]);
+    }
+    let protocol = if ty == sock::STREAM && matches!(proto, 0 | ipproto::TCP | ipproto::MPTCP) {
         Some(ipproto::TCP)
-    } else if ty == sock::DGRAM && (proto == 0 || proto == ipproto::UDP) {
+    } else if ty == sock::DGRAM && matches!(proto, 0 | ipproto::UDP | ipproto::UDPLITE) {
         Some(ipproto::UDP)
     } else if (ty == sock::DGRAM || ty == sock::RAW)
         && (proto == ipproto::ICMP || proto == ipproto::ICMPV6)
     {
         Some(proto)
-    } else if (ty == sock::STREAM || ty == sock::SEQPACKET) && proto == ipproto::SCTP {
+    } else if (ty == sock::STREAM && proto == ipproto::SCTP)
+        || (ty == sock::SEQPACKET && matches!(proto, 0 | ipproto::SCTP))
+    {
         Some(ipproto::SCTP)
     } else {
         None

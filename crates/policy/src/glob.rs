@@ -119,6 +119,46 @@ impl Glob {
         }
     }
 
+    /// The same pattern with its literal directory ([`Glob::literal_dir`]) replaced by `dir`:
+    /// `/bin/*` under `/usr/bin` is `/usr/bin/*`. Used to compile patterns in their
+    /// symlink-resolved form, as paths are. `None` when the pattern has no literal directory.
+    pub fn with_dir(&self, dir: &str) -> Option<Glob> {
+        let old = self.literal_dir();
+        if old.is_empty() {
+            return None;
+        }
+        let n = old.chars().count();
+        // Byte offset in the source just after the first `n` literal tokens (`x` or `\x`).
+        let mut chars = self.source.char_indices().peekable();
+        for _ in 0..n {
+            if let Some((_, '\\')) = chars.next() {
+                chars.next();
+            }
+        }
+        let rest = chars.peek().map_or("", |(i, _)| &self.source[*i..]);
+        let mut tokens: Vec<Token> = dir.chars().map(Token::Literal).collect();
+        tokens.extend(self.tokens.iter().skip(n).cloned());
+        let prefix = tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Literal(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        let escaped: String = dir
+            .chars()
+            .flat_map(|c| {
+                let esc = matches!(c, '*' | '?' | '[' | '\\').then_some('\\');
+                esc.into_iter().chain([c])
+            })
+            .collect();
+        Some(Self {
+            source: format!("{escaped}{rest}"),
+            tokens,
+            prefix,
+        })
+    }
+
     /// Whether the whole of `path` matches.
     pub fn is_match(&self, path: &str) -> bool {
         let Some(path) = path.strip_prefix(self.prefix.as_str()) else {
@@ -277,6 +317,20 @@ mod tests {
         assert!(Glob::new("/a[]").is_err());
         assert!(Glob::new("/a\\").is_err());
         assert!(Glob::new("/[z-a]").is_err());
+    }
+
+    #[test]
+    fn with_dir_moves_the_literal_directory() {
+        let g = Glob::new("/bin/*").unwrap().with_dir("/usr/bin").unwrap();
+        assert_eq!(g.as_str(), "/usr/bin/*");
+        assert!(g.is_match("/usr/bin/ls") && !g.is_match("/bin/ls"));
+        let g = Glob::new("/b\\in/x*/**")
+            .unwrap()
+            .with_dir("/usr/b[in")
+            .unwrap();
+        assert_eq!(g.as_str(), "/usr/b\\[in/x*/**");
+        assert!(g.is_match("/usr/b[in/xy/z/w"));
+        assert!(Glob::new("/*/docker").unwrap().with_dir("/x").is_none());
     }
 
     #[test]

@@ -103,7 +103,15 @@ impl PathIndex {
                     }
                 }
             }
-            PathTarget::Pattern(g) => self.dir_node(&g.literal_dir()).patterns.push(id),
+            PathTarget::Pattern(g) => {
+                // `alias` is the literal directory of the pattern's resolved form.
+                for d in std::iter::once(g.literal_dir()).chain(alias.map(str::to_string)) {
+                    let node = self.dir_node(&d);
+                    if !node.patterns.contains(&id) {
+                        node.patterns.push(id);
+                    }
+                }
+            }
         }
     }
 

@@ -98,6 +98,8 @@ pub mod family {
     pub const INET6: i32 = 10;
     pub const NETLINK: i32 = 16;
     pub const PACKET: i32 = 17;
+    pub const VSOCK: i32 = 40;
+    pub const XDP: i32 = 44;
 }
 
 /// IP protocol numbers used by protocol rules.
@@ -107,6 +109,10 @@ pub mod ipproto {
     pub const UDP: i32 = 17;
     pub const ICMPV6: i32 = 58;
     pub const SCTP: i32 = 132;
+    /// UDP-Lite: a UDP variant, covered by `udp` rules.
+    pub const UDPLITE: i32 = 136;
+    /// Multipath TCP: a TCP variant, covered by `tcp` rules.
+    pub const MPTCP: i32 = 262;
 }
 
 /// USB class names of KubeArmor's table, with their class codes.

@@ -541,6 +541,72 @@ fn protocols() {
     );
 }
 
+// Issue 10, protocols: a rule names a protocol, not one spelling of the socket() call.
+#[test]
+fn protocol_variants_are_the_protocol() {
+    let s = |family, ty, proto| SocketRequest {
+        family,
+        sock_type: ty,
+        protocol: proto,
+        source: None,
+        tty: false,
+    };
+    let block = |word: &str| {
+        let body =
+            format!("  action: Block\n  network:\n    matchProtocols:\n    - protocol: {word}\n");
+        set_for(&ksp("ksp-variant", &body), &ubuntu1(), AUDIT)
+    };
+    let tcp = block("tcp");
+    for f in [2, 10] {
+        assert!(
+            tcp.decide_socket(&s(f, 1, 262)).is_denied(),
+            "MPTCP ({f}) is tcp"
+        );
+        assert!(
+            !tcp.decide_socket(&s(f, 2, 136)).is_denied(),
+            "UDP-Lite is not tcp"
+        );
+    }
+    let udp = block("udp");
+    assert!(
+        udp.decide_socket(&s(2, 2, 136)).is_denied(),
+        "UDP-Lite is udp"
+    );
+    let sctp = block("sctp");
+    assert!(
+        sctp.decide_socket(&s(2, 5, 0)).is_denied(),
+        "seqpacket, protocol 0 is SCTP"
+    );
+
+    let raw = block("raw");
+    for ty in [2, 3, 10] {
+        assert!(
+            raw.decide_socket(&s(17, ty, 768)).is_denied(),
+            "AF_PACKET type {ty} is raw"
+        );
+        assert!(
+            raw.decide_socket(&s(17, ty | 0o2000000, 0)).is_denied(),
+            "AF_PACKET type {ty} (CLOEXEC)"
+        );
+    }
+    assert!(raw.decide_socket(&s(44, 3, 0)).is_denied(), "AF_XDP is raw");
+    assert!(
+        raw.decide_socket(&s(2, 10, 768)).is_denied(),
+        "AF_INET SOCK_PACKET is a packet socket"
+    );
+    assert!(
+        !raw.decide_socket(&s(2, 2, 0)).is_denied(),
+        "udp is not raw"
+    );
+    assert!(
+        !raw.decide_socket(&s(40, 1, 0)).is_denied(),
+        "vsock is not a network socket here"
+    );
+    // A dgram rule still names cooked packet sockets by their type.
+    let dgram = block("dgram");
+    assert!(dgram.decide_socket(&s(17, 2, 768)).is_denied());
+}
+
 // §7.22: container-name lists.
 #[test]
 fn container_names() {
@@ -734,6 +800,34 @@ fn symlinks_in_rule_paths() {
         ..exec("/usr/bin/ls")
     };
     assert!(set.decide_exec(&req).is_denied());
+}
+
+// Issue 10: patterns are compiled in symlink-resolved form like paths (`/bin/*` on a
+// usr-merged host governs `/usr/bin/...`, the name the kernel reports).
+#[test]
+fn symlinks_in_rule_patterns() {
+    struct UsrMerge;
+    impl PathResolver for UsrMerge {
+        fn resolve(&self, p: &str) -> Option<String> {
+            p.strip_prefix("/bin").map(|rest| format!("/usr/bin{rest}"))
+        }
+    }
+    let yaml = hsp("hsp-pat", "  action: Block\n  process:\n    matchPatterns:\n    - pattern: /bin/*\n  file:\n    matchPatterns:\n    - pattern: /bin/**/c?t\n");
+    let set = RuleSet::compile(&policies(&yaml), AUDIT, &UsrMerge);
+    for p in ["/usr/bin/ls", "/bin/ls"] {
+        assert!(set.decide_exec(&exec(p)).is_denied(), "{p}");
+    }
+    assert!(
+        !set.decide_exec(&exec("/usr/bin/x/ls")).is_denied(),
+        "* stays one level"
+    );
+    assert!(!set.decide_exec(&exec("/usr/sbin/ls")).is_denied());
+    assert!(set
+        .decide_open(&open("/usr/bin/a/b/cat", Access::Read))
+        .is_denied());
+    // Without a resolver (the old behaviour) the kernel's name escapes the rule.
+    let plain = RuleSet::compile(&policies(&yaml), AUDIT, &NoResolve);
+    assert!(!plain.decide_exec(&exec("/usr/bin/ls")).is_denied());
 }
 
 // DNS rules cover subdomains.

@@ -29,12 +29,27 @@ struct ka_net_val {
 #define KA_AUDIT 8      /* an Audit rule fires */
 #define KA_AUDIT_TTY 16 /* an Audit rule fires from a terminal */
 
-/* Per-subject switches. The host entry has cgroup_id 0. */
+/* Per-subject switches. The host entry has cgroup_id 0; every registered container has an
+ * entry (without rules, it allows everything), so host rules never reach a container. */
 struct ka_net_subject {
 	__u8 allow_list;    /* an Allow rule exists: unmatched sockets fall to the posture */
 	__u8 posture_block;
 	__u8 pad[6];
 };
+
+/* An executable file as the kernel knows it: the inode number and the device number of its
+ * superblock (MAJOR << 20 | MINOR, as /proc/self/mountinfo prints it). fromSource is matched on
+ * this identity of the task's mm->exe_file, never on an exec path string. */
+struct ka_exe_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct ka_exe_key) == 16, "see ExeKey in abi.rs");
+
+/* Source id of a dynamic loader (ld.so) run as a program: it stands for every program it could
+ * load, so it carries the Block rules of every fromSource of the subject. */
+#define KA_SOURCE_LOADER 0xffffffffu
 
 /* Why an event was emitted. */
 #define KA_REASON_RULE_DENY 0
@@ -44,9 +59,10 @@ struct ka_net_subject {
 
 #define KA_HOOK_SOCK_CREATE 1
 #define KA_HOOK_CONNECT 2
+#define KA_HOOK_SOCKET_KILL 3 /* socket() tracepoint: a denial kills the process */
 
 struct ka_net_event {
-	__u64 cgroup_id;
+	__u64 cgroup_id;  /* the subject: a registered container's cgroup id, 0 for the host */
 	__u32 pid;        /* thread id */
 	__u32 tgid;
 	__u32 uid;

@@ -9,10 +9,28 @@ struct signal_struct {
 	struct tty_struct *tty;
 } __attribute__((preserve_access_index));
 
+struct super_block {
+	unsigned int s_dev; /* dev_t */
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
+struct mm_struct {
+	struct file *exe_file;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int pid;
 	int tgid;
 	struct signal_struct *signal;
+	struct mm_struct *mm;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm {

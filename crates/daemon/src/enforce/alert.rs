@@ -7,6 +7,10 @@ use kubearmor_proto::values::{self, event_type, result};
 
 use super::procinfo::ProcessInfo;
 
+/// `Result` of an operation a plane stopped by killing the process (SIGKILL), because its
+/// hook cannot make the call fail.
+pub const KILLED: &str = "Killed (SIGKILL)";
+
 /// What a plane knows about one operation.
 pub struct Operation<'a> {
     /// `Process`, `File`, `Network`, ...
@@ -17,6 +21,8 @@ pub struct Operation<'a> {
     pub enforcer: &'a str,
     /// Whether the kernel denied it (the plane's verdict is authoritative).
     pub denied: bool,
+    /// The plane could not refuse the call and killed the process instead.
+    pub killed: bool,
 }
 
 /// Builds the event for `decision`, or `None` when nothing is to be reported (an operation an
@@ -33,7 +39,9 @@ pub fn event_for(
         operation: op.operation.to_string(),
         resource: op.resource,
         data: op.data,
-        result: if op.denied {
+        result: if op.killed {
+            KILLED.to_string()
+        } else if op.denied {
             result::PERMISSION_DENIED.to_string()
         } else {
             result::PASSED.to_string()

@@ -164,12 +164,23 @@ fn add_filesystem(path: &Path, out: &mut BTreeMap<u64, PathBuf>) {
     }
 }
 
+/// What process and file rules do not reach on this plane (docs/fanotify.md, "What stays
+/// open"). fanotify sees opens and execs only.
+pub const OPEN: &[&str] = &[
+    "File: readOnly and Block do not cover truncate(2), unlink, rename, chmod/chown, link, mkdir and other path operations (not open events)",
+    "File, Process: opens and execs on filesystems that are not marked (filesystems of host paths under policy and of container root filesystems are) are not seen",
+    "Process: a script passed to its interpreter (sh script) is only opened for reading; its exec rules do not apply",
+    "Process: a copy of a binary (cp, memfd_create + fexecve) is another file; path rules do not name it",
+    "File, Process: another name of the same file (hard link, bind mount) is matched by its new path",
+];
+
 impl Plane for FanotifyPlane {
     fn status(&self) -> PlaneStatus {
         PlaneStatus {
             name: "fanotify",
             enforcer: ENFORCER,
             families: vec!["Process", "File"],
+            open: OPEN.to_vec(),
         }
     }
 

@@ -29,6 +29,10 @@ pub trait Plane: Send {
     /// Makes the plane enforce `world`. Errors are the plane's to log; a failed apply leaves
     /// the previous rules in force.
     fn apply(&mut self, world: &World);
+    /// Called every [`TICK`] with the world in force, for planes whose kernel state depends on
+    /// more than the world (the network plane re-identifies `fromSource` files, which package
+    /// upgrades replace). Cheap when nothing changed.
+    fn tick(&mut self, _world: &World) {}
     /// Stops watching; what stays enforced after this is the plane's documented behaviour.
     fn stop(&mut self) {}
 }
@@ -82,6 +86,17 @@ impl Enforcer {
         }
     }
 
+    /// Gives every plane its periodic [`Plane::tick`].
+    pub fn tick(&self) {
+        let Ok(mut planes) = self.planes.lock() else {
+            return;
+        };
+        let world = self.world.load_full();
+        for p in planes.iter_mut() {
+            p.tick(&world);
+        }
+    }
+
     /// The world in force, for attributing events.
     pub fn world(&self) -> Arc<World> {
         self.world.load_full()
@@ -96,7 +111,10 @@ impl Enforcer {
     }
 }
 
-/// Refreshes on every policy swap and registry change until shutdown.
+/// How often planes get [`Plane::tick`].
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refreshes on every policy swap and registry change until shutdown, and ticks the planes.
 pub async fn follow_changes(
     enforcer: Arc<Enforcer>,
     mut policies: tokio::sync::watch::Receiver<u64>,
@@ -104,8 +122,16 @@ pub async fn follow_changes(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut sub = registry.subscribe();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                let e = enforcer.clone();
+                let _ = tokio::task::spawn_blocking(move || e.tick()).await;
+                continue;
+            }
             changed = policies.changed() => if changed.is_err() { return },
             change = sub.changes.recv() => match change {
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

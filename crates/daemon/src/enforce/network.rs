@@ -7,16 +7,27 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use kubearmor_bpf::net::cgroup2_root;
-use kubearmor_bpf::{NetEvent, NetEvents, NetPlane, NetPlaneConfig, NetTable};
+use kubearmor_bpf::{
+    MountDevs, NetEvent, NetEvents, NetPlane, NetPlaneConfig, NetTable, RootedIdentity,
+};
 use kubearmor_policy::names::sock;
 use kubearmor_policy::SocketRequest;
 
 use super::alert::{event_for, Operation};
 use super::procinfo::Procfs;
-use super::rootfs::RootfsResolver;
 use super::{Enforcer, Plane, World};
 use crate::pipeline::{Event, Pipeline};
 use crate::planes::PlaneStatus;
+
+/// What protocol rules do not reach on this plane (docs/compatibility.md, "What stays open").
+pub const OPEN: &[&str] = &[
+    "Network: AF_VSOCK sockets (and Unix, netlink and other non-IP families) are not subject to protocol rules",
+    "Network: packet sockets (AF_PACKET of any type, AF_XDP) never reach cgroup/sock_create; a denied one kills its process (SIGKILL) from the socket() tracepoint instead of failing with EACCES",
+    "Network: packet sockets created through io_uring (IORING_OP_SOCKET) are not seen",
+    "Network: fromSource is the running executable file: a copy of a binary (cp, memfd) is another file; a script runs as its interpreter",
+    "Network: a process in its own user namespace that unmaps its executable can re-point its exe at another file (prctl PR_SET_MM_MAP) and take that file's fromSource rules",
+    "Network: a fromSource file replaced or created after a sync is matched from the next sync (at most 10 s later)",
+];
 
 /// `Enforcer` value of this plane's events.
 pub const ENFORCER: &str = "CgroupBPF";
@@ -25,6 +36,8 @@ pub struct NetworkPlane {
     plane: NetPlane,
     reader: Option<JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The table last synced, to skip a tick's sync when nothing changed.
+    last: Option<NetTable>,
 }
 
 impl NetworkPlane {
@@ -55,6 +68,7 @@ impl NetworkPlane {
             plane,
             reader: Some(reader),
             stop,
+            last: None,
         })
     }
 
@@ -64,31 +78,67 @@ impl NetworkPlane {
     }
 }
 
+impl NetworkPlane {
+    fn sync(&mut self, table: NetTable) {
+        for s in &table.unresolved {
+            tracing::warn!("network plane: fromSource {s:?} names no file yet; its rules apply once a sync finds it (every {} s)", super::TICK.as_secs());
+        }
+        match self.plane.sync(&table) {
+            Ok(()) => {
+                tracing::debug!(
+                    rules = table.rules.len(),
+                    subjects = table.subjects.len(),
+                    "network plane synced"
+                );
+                self.last = Some(table);
+            }
+            Err(e) => {
+                tracing::error!("network plane: rules not updated: {e}");
+                self.last = None;
+            }
+        }
+    }
+}
+
+/// The plane's maps for `world`: fromSource paths become file identities (inode, device)
+/// inside each subject's root, since the kernel matches the running executable, not the exec
+/// spelling. Every registered container is a subject, so host rules never reach one.
+fn build_table(world: &World) -> NetTable {
+    let mounts = MountDevs::read();
+    let mut table = NetTable::new();
+    table.add_host(
+        &world.host,
+        &RootedIdentity::new(std::path::Path::new("/"), mounts.clone()),
+    );
+    for (cg, c) in &world.containers {
+        let ids = RootedIdentity::new(std::path::Path::new(&c.record.rootfs), mounts.clone());
+        table.add_container(*cg, &c.rules, &ids);
+    }
+    table
+}
+
 impl Plane for NetworkPlane {
     fn status(&self) -> PlaneStatus {
         PlaneStatus {
             name: "cgroup-bpf",
             enforcer: ENFORCER,
             families: vec!["Network"],
+            open: OPEN.to_vec(),
         }
     }
 
     fn apply(&mut self, world: &World) {
-        let mut table = NetTable::new();
-        table.add_subject(0, &world.host, &HostResolver);
-        for (cg, c) in &world.containers {
-            table.add_subject(*cg, &c.rules, &RootfsResolver::new(&c.record.rootfs));
-        }
-        for s in &table.unenforceable {
-            tracing::warn!("network plane: fromSource {s:?} is longer than 255 bytes; its rules are not enforced in the kernel");
-        }
-        match self.plane.sync(&table) {
-            Ok(()) => tracing::debug!(
-                rules = table.rules.len(),
-                subjects = table.subjects.len(),
-                "network plane synced"
-            ),
-            Err(e) => tracing::error!("network plane: rules not updated: {e}"),
+        let table = build_table(world);
+        self.sync(table);
+    }
+
+    /// `fromSource` files are identified by inode: a binary replaced since the last sync (a
+    /// package upgrade writes a new inode) or created after it is picked up here.
+    fn tick(&mut self, world: &World) {
+        let table = build_table(world);
+        if self.last.as_ref() != Some(&table) {
+            tracing::info!("network plane: fromSource files changed on disk; re-syncing");
+            self.sync(table);
         }
     }
 
@@ -99,16 +149,6 @@ impl Plane for NetworkPlane {
         }
         // The links and maps stay pinned: enforcement continues until the next start adopts
         // them (or `kubearmor --cleanup` removes them).
-    }
-}
-
-struct HostResolver;
-
-impl kubearmor_policy::PathResolver for HostResolver {
-    fn resolve(&self, path: &str) -> Option<String> {
-        let r = std::fs::canonicalize(path).ok()?;
-        let r = r.to_str()?;
-        (r != path).then(|| r.to_string())
     }
 }
 
@@ -147,13 +187,27 @@ fn attribute(
     if info.exe.is_empty() {
         info.exe = ev.source.clone().unwrap_or_else(|| ev.comm.clone());
     }
-    let decision = rules.decide_socket(&SocketRequest {
+    let request = |source| SocketRequest {
         family: ev.family,
         sock_type: ev.sock_type,
         protocol: ev.protocol,
-        source: ev.source.as_deref(),
+        source,
         tty: ev.tty,
-    });
+    };
+    let mut decision = rules.decide_socket(&request(ev.source.as_deref()));
+    if ev.loader && ev.denied {
+        // ld.so run as a program answers to the Block rules of every named program: name the
+        // first that denies.
+        if let Some(d) = rules
+            .protocol_rules()
+            .iter()
+            .filter_map(|r| r.source.as_deref())
+            .map(|s| rules.decide_socket(&request(Some(s))))
+            .find(|d| d.is_denied())
+        {
+            decision = d;
+        }
+    }
     let resource = resource(ev.family, ev.sock_type, ev.protocol);
     let source = if info.cmdline.is_empty() {
         ev.comm.clone()
@@ -168,6 +222,7 @@ fn attribute(
             resource,
             enforcer: ENFORCER,
             denied: ev.denied,
+            killed: ev.killed,
         },
         &info,
         container,

@@ -54,6 +54,7 @@ impl Plane for UsbPlane {
             name: "usb",
             enforcer: kubearmor_proto::values::enforcer::USB_DEVICE_HANDLER,
             families: vec!["Device"],
+            open: vec![],
         }
     }
 
