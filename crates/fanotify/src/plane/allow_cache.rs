@@ -74,16 +74,24 @@ impl AllowCache {
         self.negative.insert(file, ());
     }
 
-    /// Adds the inode ignore mark for `fd`, keeping the cache consistent with concurrent
-    /// flushes (`current` is the plane's generation, bumped before every flush).
+    /// Adds the inode ignore mark for `fd`, an allow decided with the rules of generation
+    /// `decided`, keeping the cache consistent with concurrent swaps (`current` is the
+    /// plane's generation, bumped before every flush).
     pub fn add(
         &mut self,
         marks: &dyn InodeMarks,
         fd: BorrowedFd<'_>,
+        decided: u64,
         current: &AtomicU64,
         counters: &Counters,
     ) {
         let now = current.load(Ordering::SeqCst);
+        if now != decided {
+            // New rules since the decision: it may be wrong under them. Whoever bumped the
+            // generation flushed (or is about to flush) the marks of the old rules.
+            inc(&counters.cache_stale);
+            return;
+        }
         if now != self.generation {
             // Whoever bumped the generation flushed the marks.
             self.generation = now;
@@ -108,9 +116,9 @@ impl AllowCache {
             }
             Err(e) => tracing::debug!(error = %e, "fanotify: ignore mark not added"),
         }
-        // A swap between our decision and the mark may have flushed before we added it: the
-        // snapshot we decided with is then stale, so take the mark back out (all of them).
-        if current.load(Ordering::SeqCst) != self.generation {
+        // A swap between the check above and the mark may have flushed before we added it:
+        // the rules we decided with are then stale, so take the mark back out (all of them).
+        if current.load(Ordering::SeqCst) != decided {
             self.flush(marks, counters);
         }
     }
@@ -181,7 +189,7 @@ mod tests {
         let mut c = AllowCache::new(2);
         let f = null();
         for _ in 0..5 {
-            c.add(&marks, f.as_fd(), &gen, &counters);
+            c.add(&marks, f.as_fd(), 1, &gen, &counters);
         }
         assert_eq!(*marks.flushes.borrow(), 2);
         assert_eq!(*marks.added.borrow(), 1);
@@ -194,8 +202,8 @@ mod tests {
         *marks.refuse.borrow_mut() = Some(Errno::EINVAL);
         let mut c = AllowCache::new(8);
         let f = null();
-        c.add(&marks, f.as_fd(), &gen, &counters);
-        c.add(&marks, f.as_fd(), &gen, &counters);
+        c.add(&marks, f.as_fd(), 1, &gen, &counters);
+        c.add(&marks, f.as_fd(), 1, &gen, &counters);
         assert_eq!(*marks.evictable_seen.borrow(), [true, false, false]);
         assert_eq!(*marks.added.borrow(), 2);
     }
@@ -205,7 +213,7 @@ mod tests {
         let (marks, counters, gen) = (FakeMarks::default(), Counters::default(), AtomicU64::new(1));
         *marks.refuse.borrow_mut() = Some(Errno::ENOSPC);
         let mut c = AllowCache::new(8);
-        c.add(&marks, null().as_fd(), &gen, &counters);
+        c.add(&marks, null().as_fd(), 1, &gen, &counters);
         assert_eq!(*marks.flushes.borrow(), 1);
         assert_eq!(counters.cache_marks.load(Ordering::Relaxed), 0);
     }
@@ -222,7 +230,31 @@ mod tests {
         };
         let counters = Counters::default();
         let mut c = AllowCache::new(8);
-        c.add(&marks, null().as_fd(), &gen, &counters);
+        c.add(&marks, null().as_fd(), 1, &gen, &counters);
         assert_eq!(*marks.added.borrow(), 0, "the stale mark was flushed");
+    }
+
+    /// An allow decided under generation 1, marked after a swap to 2 (and its flush): the
+    /// mark must not be added, whatever the cache saw before. (The cache used to compare
+    /// with the generation current at mark time, so this mark survived the swap.)
+    #[test]
+    fn allow_decided_under_old_rules_is_not_cached_after_a_swap() {
+        let (marks, counters) = (FakeMarks::default(), Counters::default());
+        let gen = AtomicU64::new(1);
+        let mut c = AllowCache::new(8);
+        let f = null();
+        c.add(&marks, f.as_fd(), 1, &gen, &counters);
+        assert_eq!(*marks.added.borrow(), 1);
+        gen.store(2, Ordering::SeqCst); // swap_rules: new snapshot, generation, flush
+        marks.flush().unwrap();
+        c.add(&marks, f.as_fd(), 1, &gen, &counters);
+        assert_eq!(
+            *marks.added.borrow(),
+            0,
+            "stale allow cached after the swap"
+        );
+        assert_eq!(counters.cache_stale.load(Ordering::Relaxed), 1);
+        c.add(&marks, f.as_fd(), 2, &gen, &counters);
+        assert_eq!(*marks.added.borrow(), 1);
     }
 }

@@ -69,7 +69,7 @@ impl Worker {
         let status = if tid > 0 { task.status().ok() } else { None };
         Decided {
             allow,
-            cache: false,
+            cache: None,
             event: Some(PlaneEvent {
                 timestamp: SystemTime::now(),
                 hook,
@@ -112,7 +112,7 @@ impl Worker {
             inc(&c.own_process);
             return Decided {
                 allow: true,
-                cache: false,
+                cache: None,
                 event: None,
             };
         }
@@ -192,11 +192,12 @@ impl Worker {
             }
             self.exec_opens.insert(tid, file_id(&st));
         }
-        let cache = allow
+        let cacheable = allow
             && step.outcome.is_none()
             && (!step.intent_unknown || self.config.unknown_intent.cache)
             && utf8
             && self.cacheable(&path, &st, &snap, fd);
+        let cache = cacheable.then_some(snap.generation);
         let intent = &self.intent;
         let event = step.outcome.map(|outcome| {
             let status = task.status().ok();

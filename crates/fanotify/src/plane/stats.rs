@@ -30,6 +30,8 @@ pub struct Stats {
     pub runtime_opens: u64,
     pub cache_marks: u64,
     pub cache_flushes: u64,
+    /// Cacheable allows not cached because the rules changed after the decision.
+    pub cache_stale: u64,
     pub emitted: u64,
     /// Events the sink had no room for.
     pub dropped: u64,
@@ -62,6 +64,7 @@ pub(crate) struct Counters {
     pub(crate) runtime_opens: AtomicU64,
     pub(crate) cache_marks: AtomicU64,
     pub(crate) cache_flushes: AtomicU64,
+    pub(crate) cache_stale: AtomicU64,
     pub(crate) emitted: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) response_errors: AtomicU64,
@@ -98,6 +101,7 @@ impl Counters {
             runtime_opens: g(&self.runtime_opens),
             cache_marks: g(&self.cache_marks),
             cache_flushes: g(&self.cache_flushes),
+            cache_stale: g(&self.cache_stale),
             emitted: g(&self.emitted),
             dropped: g(&self.dropped),
             response_errors: g(&self.response_errors),

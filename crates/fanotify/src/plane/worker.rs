@@ -23,7 +23,8 @@ use crate::sys::{self, RawEvent, PERM_MASK};
 /// What one event came to.
 pub(super) struct Decided {
     pub allow: bool,
-    pub cache: bool,
+    /// Cache the allow: it was decided with the rules of this generation.
+    pub cache: Option<u64>,
     pub event: Option<PlaneEvent>,
 }
 
@@ -197,10 +198,11 @@ impl Worker {
         } else {
             inc(&c.denied);
         }
-        if decided.cache {
+        if let Some(generation) = decided.cache {
             self.cache.add(
                 &*self.group,
                 fd,
+                generation,
                 &self.shared.generation,
                 &self.shared.counters,
             );
