@@ -7,6 +7,8 @@
 //! - [`ProcSyscallIntent`]: reads `/proc/<tid>/syscall` of the blocked thread (syscall number
 //!   and arguments, stable while the thread waits for our answer) and, for `openat2` and
 //!   exec calls, the thread's memory with `process_vm_readv`. No BPF needed, about 5 µs.
+//!   The memory reads run on a helper with a deadline ([`MemReader`]): the memory is the
+//!   task's, and its owner can make a read of it wait forever (a FUSE-backed page).
 //!
 //! The production source is the BPF tracepoint map `tid -> {open flags, cgroup id}` (lead's
 //! `crates/bpf`); wrap it in an `OpenIntent` and fall back to `ProcSyscallIntent` on a miss.
@@ -16,6 +18,7 @@
 //! such a decision is never cached (see [`crate::UnknownIntent`]).
 
 use crate::procfs;
+use crate::user_mem::MemReader;
 
 /// An `execve`/`execveat` in progress, as the calling thread passed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +57,28 @@ impl OpenIntent for NoIntent {
 }
 
 /// Reads the blocked thread's syscall from `/proc/<tid>/syscall` (x86_64 syscall numbers;
-/// 32-bit compat calls other than `openat2` read as unknown).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcSyscallIntent;
+/// 32-bit compat calls other than `openat2` read as unknown), and the memory its arguments
+/// point to through a [`MemReader`] (a read that misses the deadline is unknown).
+#[derive(Debug, Clone, Default)]
+pub struct ProcSyscallIntent {
+    mem: MemReader,
+}
+
+impl ProcSyscallIntent {
+    /// Memory reads through `mem` (shared helpers and deadline).
+    pub fn new(mem: MemReader) -> Self {
+        Self { mem }
+    }
+
+    pub fn mem_reader(&self) -> &MemReader {
+        &self.mem
+    }
+}
+
+/// The uid that owns thread `tid`'s memory (`u32::MAX` when unknown: one shared owner).
+fn owner_of(tid: u32) -> u32 {
+    procfs::status(tid).map_or(u32::MAX, |s| s.uid)
+}
 
 /// At most this many argv items are read (`allowedArgs` never matches more than 20 args).
 pub const MAX_ARGS: usize = 21;
@@ -66,7 +88,7 @@ pub const MAX_ARG_LEN: usize = 4096;
 impl OpenIntent for ProcSyscallIntent {
     fn open_flags(&self, tid: u32) -> Option<i32> {
         let sc = procfs::syscall(tid).ok()??;
-        flags_of(tid, &sc)
+        flags_of(tid, &sc, &self.mem)
     }
 
     fn exec_call(&self, tid: u32, want_args: bool) -> Option<ExecCall> {
@@ -76,25 +98,28 @@ impl OpenIntent for ProcSyscallIntent {
             n if n == libc::SYS_execveat => (sc.args[1], sc.args[2]),
             _ => return None,
         };
-        let filename = procfs::read_cstr(tid, name_ptr, MAX_ARG_LEN).ok()?;
-        let (args, truncated) = if want_args && argv_ptr != 0 {
-            match procfs::read_argv(tid, argv_ptr, MAX_ARGS, MAX_ARG_LEN) {
-                Ok((a, t)) => (Some(a), t),
-                Err(_) => (None, false),
-            }
-        } else {
-            (None, false)
+        let read = move || {
+            let filename = procfs::read_cstr(tid, name_ptr, MAX_ARG_LEN).ok()?;
+            let (args, truncated) = if want_args && argv_ptr != 0 {
+                match procfs::read_argv(tid, argv_ptr, MAX_ARGS, MAX_ARG_LEN) {
+                    Ok((a, t)) => (Some(a), t),
+                    Err(_) => (None, false),
+                }
+            } else {
+                (None, false)
+            };
+            Some(ExecCall {
+                filename,
+                args,
+                truncated,
+            })
         };
-        Some(ExecCall {
-            filename,
-            args,
-            truncated,
-        })
+        self.mem.run(owner_of(tid), read).flatten()
     }
 }
 
 /// Open flags of an open-family syscall, or `None`.
-fn flags_of(tid: u32, sc: &procfs::SyscallInfo) -> Option<i32> {
+fn flags_of(tid: u32, sc: &procfs::SyscallInfo, mem: &MemReader) -> Option<i32> {
     let nr = sc.nr;
     #[cfg(target_arch = "x86_64")]
     {
@@ -113,9 +138,13 @@ fn flags_of(tid: u32, sc: &procfs::SyscallInfo) -> Option<i32> {
     }
     if nr == libc::SYS_openat2 {
         // struct open_how { u64 flags; u64 mode; u64 resolve; }: flags first.
-        let mut b = [0u8; 8];
-        let n = procfs::read_mem(tid, sc.args[2], &mut b).ok()?;
-        return (n == 8).then(|| u64::from_ne_bytes(b) as i32);
+        let addr = sc.args[2];
+        let read = move || {
+            let mut b = [0u8; 8];
+            let n = procfs::read_mem(tid, addr, &mut b).ok()?;
+            (n == 8).then(|| u64::from_ne_bytes(b) as i32)
+        };
+        return mem.run(owner_of(tid), read).flatten();
     }
     if nr == libc::SYS_execve || nr == libc::SYS_execveat {
         // The kernel opens the binary (and its interpreter) read-only.
@@ -158,6 +187,6 @@ mod tests {
     fn proc_intent_on_a_running_thread_is_unknown() {
         // Our own thread is running (reading its own syscall file): no syscall to report.
         let me = nix::unistd::gettid().as_raw() as u32;
-        assert_eq!(ProcSyscallIntent.open_flags(me), None);
+        assert_eq!(ProcSyscallIntent::default().open_flags(me), None);
     }
 }

@@ -41,6 +41,7 @@ mod probe;
 mod procfs;
 mod subject;
 mod sys;
+mod user_mem;
 
 pub use event::{channel, AccessMode, DiscardSink, EventSink, ExecKind, Hook, Outcome, PlaneEvent};
 pub use intent::{flags_write, ExecCall, NoIntent, OpenIntent, ProcSyscallIntent, MAX_ARGS};
@@ -55,6 +56,10 @@ pub use subject::{
     SubjectResolver, Want,
 };
 pub use sys::GroupInfo;
+pub use user_mem::{
+    MemReader, MemReaderStats, DEFAULT_DEADLINE as MEM_READ_DEADLINE,
+    MAX_HELPERS as MEM_READ_HELPERS,
+};
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,8 @@
 //! * [`wait_until`], [`cgroup_inode`], [`ns_id`], [`comm`], [`sibling_binary`]...
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is a failing test
 
+pub mod fuse;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -76,7 +76,7 @@ impl FanotifyPlane {
         let plane = kubearmor_fanotify::Plane::builder(config)
             .intent(Arc::new(BpfIntent {
                 tracker,
-                fallback: kubearmor_fanotify::ProcSyscallIntent,
+                fallback: kubearmor_fanotify::ProcSyscallIntent::default(),
             }))
             .sink(tx)
             .start()

@@ -131,7 +131,7 @@ impl Worker {
             inc(&c.exec_opens);
             return Decided {
                 allow: true,
-                cache: false,
+                cache: None,
                 event: None,
             };
         }

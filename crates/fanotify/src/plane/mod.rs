@@ -152,8 +152,12 @@ pub enum Error {
     Stat { path: PathBuf, errno: Errno },
     #[error("fanotify_mark {path}: {errno}")]
     Mark { path: PathBuf, errno: Errno },
-    #[error("{path}: refusing to mark a {fs} filesystem (the decision thread reads it)")]
-    RefusedFilesystem { path: PathBuf, fs: &'static str },
+    #[error("{path}: refusing to mark a {fs} filesystem ({why})")]
+    RefusedFilesystem {
+        path: PathBuf,
+        fs: &'static str,
+        why: &'static str,
+    },
     #[error("flushing the allow cache: {0}")]
     Flush(Errno),
     #[error("the plane is stopped")]
@@ -286,7 +290,9 @@ impl PlaneBuilder {
             resolver: self
                 .resolver
                 .unwrap_or_else(|| Arc::new(ProcResolver::new())),
-            intent: self.intent.unwrap_or_else(|| Arc::new(ProcSyscallIntent)),
+            intent: self
+                .intent
+                .unwrap_or_else(|| Arc::new(ProcSyscallIntent::default())),
             sink: self.sink.unwrap_or_else(|| Box::new(event::DiscardSink)),
             veto: self.veto,
             exec: ExecTracker::new(Box::new(ProcFacts)),
@@ -379,10 +385,11 @@ impl Plane {
             errno,
         })?;
         let fs_type = fs_type_of(path)?;
-        if let Some(fs) = refused_fs(fs_type) {
+        if let Some((fs, why)) = refused_fs(fs_type) {
             return Err(Error::RefusedFilesystem {
                 path: path.into(),
                 fs,
+                why,
             });
         }
         let mut marks = lock(&self.marks);
@@ -674,12 +681,34 @@ fn fs_type_of(path: &Path) -> Result<i64, Error> {
         })
 }
 
-fn refused_fs(t: i64) -> Option<&'static str> {
+/// Filesystems the plane never marks, and why.
+/// - The decision thread reads procfs, sysfs and cgroupfs: an event there would wait on us.
+/// - For every event the kernel opens the file for us inside `read()` of the group (the
+///   event fd), and the decision reads it (`fstat`, the ELF header). On FUSE (and virtiofs)
+///   that open is a request to a server any user can run; on a network filesystem it waits on
+///   a remote server. Either would stall the event read itself, and with it every open on
+///   every marked filesystem. Rules for files there are NOT enforced by this plane (the
+///   daemon logs it when the mark is refused; docs/fanotify.md lists it).
+pub(crate) fn refused_fs(t: i64) -> Option<(&'static str, &'static str)> {
+    const READ_BY_US: &str = "the decision thread reads it";
+    const SERVED: &str =
+        "opening its files for an event waits on a server a user or a remote host controls";
     Some(match t {
-        0x9fa0 => "proc",
-        0x6265_6572 => "sysfs",
-        0x0027_e0eb => "cgroup",
-        0x6367_7270 => "cgroup2",
+        0x9fa0 => ("proc", READ_BY_US),
+        0x6265_6572 => ("sysfs", READ_BY_US),
+        0x0027_e0eb => ("cgroup", READ_BY_US),
+        0x6367_7270 => ("cgroup2", READ_BY_US),
+        0x6573_5546 => ("fuse", SERVED),
+        0x6969 => ("nfs", SERVED),
+        0xff53_4d42 => ("cifs", SERVED),
+        0xfe53_4d42 => ("smb2", SERVED),
+        0x517b => ("smb", SERVED),
+        0x0102_1997 => ("9p", SERVED),
+        0x00c3_6400 => ("ceph", SERVED),
+        0x5346_414f | 0x6b41_4653 => ("afs", SERVED),
+        0x7375_7245 => ("coda", SERVED),
+        0x2003_0528 => ("orangefs", SERVED),
+        0x0bd0_0bd0 => ("lustre", SERVED),
         _ => return None,
     })
 }

@@ -269,6 +269,8 @@ pub fn child_main() {
     };
     let code = match action.as_str() {
         "open" => child_open(),
+        "open-loop" => child_open_loop(),
+        "stall-exec" => child_stall_exec(),
         "plane" => crate::child_plane(),
         _ => 99,
     };
@@ -319,6 +321,80 @@ fn child_open() -> i32 {
     } else {
         0
     }
+}
+
+/// Opens KA_FAN_PATH read-only again and again for KA_FAN_MS milliseconds; prints
+/// `opens=N max_us=M p50_us=P failures=F` (the latency of each open, as this process saw it).
+fn child_open_loop() -> i32 {
+    use std::ffi::CString;
+    let path = std::env::var("KA_FAN_PATH").unwrap_or_default();
+    let ms: u64 = std::env::var("KA_FAN_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let c = CString::new(path).unwrap_or_default();
+    let end = Instant::now() + Duration::from_millis(ms);
+    let mut lat = Vec::new();
+    let mut failures = 0;
+    while Instant::now() < end {
+        let t = Instant::now();
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        lat.push(t.elapsed().as_micros() as u64);
+        if fd < 0 {
+            failures += 1;
+        } else {
+            unsafe { libc::close(fd) };
+        }
+    }
+    lat.sort_unstable();
+    let max = lat.last().copied().unwrap_or(0);
+    let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
+    println!(
+        "opens={} max_us={max} p50_us={p50} failures={failures}",
+        lat.len()
+    );
+    0
+}
+
+/// Maps KA_FAN_FUSE (a file whose reads stall) and execs KA_FAN_PATH with argv[1] pointing
+/// into the mapping: whoever reads that argv before the kernel does waits on the FUSE server.
+/// Exits 100+errno when the exec fails.
+fn child_stall_exec() -> i32 {
+    use std::ffi::CString;
+    let fuse = CString::new(std::env::var("KA_FAN_FUSE").unwrap_or_default()).unwrap_or_default();
+    let prog = CString::new(std::env::var("KA_FAN_PATH").unwrap_or_default()).unwrap_or_default();
+    let fd = unsafe { libc::open(fuse.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        eprintln!("open fuse file: {}", std::io::Error::last_os_error());
+        return 98;
+    }
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            fd,
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        eprintln!("mmap fuse file: {}", std::io::Error::last_os_error());
+        return 98;
+    }
+    // argv[1] lives in the FUSE page (not faulted in: nothing here touches it).
+    let argv: [*const libc::c_char; 3] = [prog.as_ptr(), map.cast(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // Said with one write of a stack buffer and nothing else: while a reader is stuck in our
+    // memory, anything that needs our mmap lock (an allocation, exit) waits for it.
+    let mut line = *b"exec-errno=000\n";
+    line[11] = b'0' + (errno / 100 % 10) as u8;
+    line[12] = b'0' + (errno / 10 % 10) as u8;
+    line[13] = b'0' + (errno % 10) as u8;
+    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    100 + errno
 }
 
 /// Collects the events received so far (waits briefly for stragglers).
