@@ -1176,3 +1176,139 @@ fn runtime_entering_a_container_is_not_the_workload() {
     assert!(!ran.ok(), "the runtime binary run by the workload: {ran:?}");
     let _ = fx.events();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: namespaces and other names of a file. Children run as an unprivileged user
+// (`setpriv` to nobody), as the threat model's attacker; the perl one-liners exit with the
+// errno of the exec or open they try (0 when it worked).
+
+const EXEC_ERRNO: &str = "exec {$ARGV[0]} $ARGV[0] or exit($!+0)";
+const OPEN_ERRNO: &str = "open(my $f, '<', $ARGV[0]) or exit($!+0); exit 0";
+
+/// `prefix... perl -e SCRIPT path` as nobody; returns perl's exit code.
+fn errno_as_nobody(prefix: &[&str], script: &str, path: &Path) -> i32 {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(prefix)
+        .args(["/usr/bin/perl", "-e", script])
+        .arg(path);
+    let ran = run(&mut c, LIMIT).expect("spawn setpriv (util-linux)");
+    assert!(!ran.timed_out, "{c:?} timed out");
+    ran.code().unwrap_or_else(|| panic!("{c:?} died: {ran:?}"))
+}
+
+fn block_exec_and_open(fs: &TmpFs) -> (Rules, std::path::PathBuf, std::path::PathBuf) {
+    let blocked = fs.copy_bin("/bin/true", "bin/blocked");
+    let secret = fs.write("secret", "s");
+    let rules = host_rules(
+        &host_policy(
+            "block-names",
+            &format!(
+                "  process:\n    matchPaths:\n    - path: {}\n  file:\n    matchPaths:\n    - path: {}\n  action: Block\n",
+                blocked.display(),
+                secret.display()
+            ),
+        ),
+        AUDIT,
+    );
+    (rules, blocked, secret)
+}
+
+// Namespaces: a host process that enters new user, pid, mount or network namespaces is still
+// the host.
+#[test]
+fn host_process_in_new_namespaces_stays_the_host() {
+    let fs = TmpFs::new();
+    let (rules, blocked, secret) = block_exec_and_open(&fs);
+    let fx = Fixture::new("namespaces", fs, rules);
+    let routes: &[&[&str]] = &[
+        &[],
+        &["unshare", "-Urpf"],
+        &["unshare", "-Urpf", "--mount-proc"],
+        &["unshare", "-Ur"],
+        &["unshare", "-Urm"],
+        &["unshare", "-Urn"],
+        &["unshare", "-Urfp", "unshare", "-Urm"],
+    ];
+    for prefix in routes {
+        assert_eq!(
+            errno_as_nobody(prefix, EXEC_ERRNO, &blocked),
+            libc::EPERM,
+            "exec via {prefix:?}"
+        );
+        assert_eq!(
+            errno_as_nobody(prefix, OPEN_ERRNO, &secret),
+            libc::EPERM,
+            "open via {prefix:?}"
+        );
+    }
+    drop(fx);
+}
+
+// Other names of a blocked file: a hard link, a bind mount of the file and a bind of its
+// directory made in a user + mount namespace.
+#[test]
+fn other_names_of_a_blocked_file_are_the_file() {
+    let fs = TmpFs::new();
+    let (rules, blocked, secret) = block_exec_and_open(&fs);
+    let link = fs.path("bin/hardlink");
+    std::fs::hard_link(&blocked, &link).unwrap();
+    let slink = fs.path("secret-link");
+    std::fs::hard_link(&secret, &slink).unwrap();
+    let decoy = fs.copy_bin("/bin/true", "decoy");
+    let decoy_file = fs.write("decoy-file", "d");
+    let alt = fs.path("alt");
+    std::fs::create_dir(&alt).unwrap();
+    let fx = Fixture::new("names", fs, rules);
+
+    assert_eq!(
+        errno_as_nobody(&[], EXEC_ERRNO, &link),
+        libc::EPERM,
+        "exec via a hard link"
+    );
+    assert_eq!(
+        errno_as_nobody(&[], OPEN_ERRNO, &slink),
+        libc::EPERM,
+        "open via a hard link"
+    );
+
+    // unshare -Urm, then bind the blocked file over a decoy (or its directory elsewhere).
+    let bind = |from: &Path, to: &Path, script: &str, run_path: &Path| {
+        let sh = format!(
+            "mount --bind {} {} || exit 99; exec /usr/bin/perl -e \"$0\" {}",
+            from.display(),
+            to.display(),
+            run_path.display()
+        );
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(["unshare", "-Urm", "sh", "-c", &sh, script]);
+        let ran = run(&mut c, LIMIT).expect("spawn");
+        assert!(!ran.timed_out);
+        ran.code().unwrap_or_else(|| panic!("{ran:?}"))
+    };
+    let fsroot = blocked.parent().unwrap().parent().unwrap().to_path_buf();
+    assert_eq!(
+        bind(&blocked, &decoy, EXEC_ERRNO, &decoy),
+        libc::EPERM,
+        "exec via a bind mount"
+    );
+    assert_eq!(
+        bind(&secret, &decoy_file, OPEN_ERRNO, &decoy_file),
+        libc::EPERM,
+        "open via a bind mount"
+    );
+    assert_eq!(
+        bind(&fsroot.join("bin"), &alt, EXEC_ERRNO, &alt.join("blocked")),
+        libc::EPERM,
+        "exec via a bound directory"
+    );
+    assert_eq!(
+        bind(&fsroot, &alt, OPEN_ERRNO, &alt.join("secret")),
+        libc::EPERM,
+        "open via a bound tree"
+    );
+    // Not a blanket denial: the decoy itself runs.
+    assert_eq!(errno_as_nobody(&[], EXEC_ERRNO, &decoy), 0);
+    drop(fx);
+}
