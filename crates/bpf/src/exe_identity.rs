@@ -139,22 +139,19 @@ impl RootedIdentity {
         Some(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
+    /// `(st_dev, st_ino)` of the regular file `path` names inside the root, as `fstat` of an
+    /// open file reports them (the fanotify plane's file identity).
+    pub fn file_key(&self, path: &str) -> Option<(u64, u64)> {
+        let fd = self.open_in_root(path, libc::O_PATH)?;
+        let stx = statx_of(&fd)?;
+        Some((
+            libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            stx.stx_ino,
+        ))
+    }
+
     fn key_of(&self, fd: &OwnedFd) -> Option<ExeKey> {
-        // SAFETY: zeroed statx is a valid out-buffer.
-        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd, empty path with AT_EMPTY_PATH, valid out-buffer.
-        let rc = unsafe {
-            libc::statx(
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH,
-                libc::STATX_INO | libc::STATX_MNT_ID | libc::STATX_TYPE,
-                &mut stx,
-            )
-        };
-        if rc != 0 || u32::from(stx.stx_mode) & libc::S_IFMT != libc::S_IFREG {
-            return None;
-        }
+        let stx = statx_of(fd)?;
         let (maj, min) = (stx.stx_mask & libc::STATX_MNT_ID != 0)
             .then(|| self.mounts.0.get(&stx.stx_mnt_id).copied())
             .flatten()
@@ -170,6 +167,23 @@ impl RootedIdentity {
         let n = read_up_to(&mut f, &mut head)?;
         elf_interp(&head[..n])
     }
+}
+
+/// `statx` of a regular file (else `None`), with its mount id.
+fn statx_of(fd: &OwnedFd) -> Option<libc::statx> {
+    // SAFETY: zeroed statx is a valid out-buffer.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, empty path with AT_EMPTY_PATH, valid out-buffer.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_INO | libc::STATX_MNT_ID | libc::STATX_TYPE,
+            &mut stx,
+        )
+    };
+    (rc == 0 && u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFREG).then_some(stx)
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> Option<usize> {
@@ -272,5 +286,8 @@ mod tests {
             id.identify("/").is_none(),
             "directories are not executables"
         );
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata("/bin/sh").unwrap();
+        assert_eq!(id.file_key("/bin/sh"), Some((m.dev(), m.ino())));
     }
 }

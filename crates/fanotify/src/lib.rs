@@ -52,7 +52,7 @@ pub use plane::{
 pub use probe::{probe, Feature, ProbeReport};
 pub use procfs::ProcError;
 pub use subject::{
-    CacheViews, Identity, PathAlias, ProcResolver, ResolveError, Rules, SubjectKey,
+    CacheViews, FileKey, Identity, PathAlias, ProcResolver, ResolveError, Rules, SubjectKey,
     SubjectResolver, Want,
 };
 pub use sys::GroupInfo;

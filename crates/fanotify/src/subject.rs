@@ -22,7 +22,15 @@ pub struct Rules {
     pub aliases: Vec<PathAlias>,
     /// Which names of a file the allow cache considers besides the aliases.
     pub cache_views: CacheViews,
+    /// The files exact-path rules name, by `(st_dev, st_ino)`, with the name each subject's
+    /// rules give them. A file reached under another name (a hard link, a bind mount, a
+    /// mount namespace's view of it) is also decided under its rule name, and never cached.
+    /// Fill with [`Rules::add_rule_files`].
+    pub file_names: HashMap<FileKey, Vec<(SubjectKey, Arc<str>)>>,
 }
+
+/// A file's identity: `(st_dev, st_ino)` as `fstat` reports them.
+pub type FileKey = (u64, u64);
 
 /// Which names of a file the allow cache asks every rule set about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,37 +67,66 @@ pub struct Identity {
 }
 
 /// Which rule set decides for a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum SubjectKey {
     Host,
     Container(u64),
-    /// Neither a registered container nor the host: never checked (KubeArmor does not check
-    /// tasks of unregistered namespaces).
+    /// Not decided: the task is not visible in the plane's pid namespace.
     Unmanaged,
 }
 
 impl Rules {
-    /// The subject for an identity: a registered container by cgroup id, else the host for a
-    /// task in the host pid namespace (or of unknown namespace), else unmanaged.
+    /// The subject for an identity: a registered container by cgroup id, else the host. A
+    /// task that enters new user, pid, mount or network namespaces stays in its cgroup, so it
+    /// stays the host (or its container): namespaces a process can create for itself never
+    /// take it out of its rules. The network plane follows the same rule.
     pub fn subject(&self, id: &Identity) -> SubjectKey {
         if let Some(cg) = id.cgroup_id {
             if self.containers.contains_key(&cg) {
                 return SubjectKey::Container(cg);
             }
         }
-        if id.host_pidns == Some(false) {
-            SubjectKey::Unmanaged
-        } else {
-            SubjectKey::Host
-        }
+        SubjectKey::Host
     }
 
     /// What a resolver must find out to pick a subject under these rules.
     pub fn want(&self) -> Want {
         Want {
             cgroup: !self.containers.is_empty(),
-            pidns: self.host.is_some(),
+            pidns: false,
         }
+    }
+
+    /// Records the files that `subject`'s exact-path process and file rules name, as
+    /// `identify` (a `stat` inside the subject's root) finds them. Paths that name no file
+    /// now are skipped: their rules still apply by path.
+    pub fn add_rule_files(
+        &mut self,
+        subject: SubjectKey,
+        set: &RuleSet,
+        identify: impl Fn(&str) -> Option<FileKey>,
+    ) {
+        for r in set.path_rules() {
+            let kubearmor_policy::PathTarget::Path(p) = &r.target else {
+                continue;
+            };
+            let Some(key) = identify(p) else {
+                continue;
+            };
+            let names = self.file_names.entry(key).or_default();
+            if !names.iter().any(|(s, n)| *s == subject && **n == **p) {
+                names.push((subject, Arc::from(p.as_str())));
+            }
+        }
+    }
+
+    /// The name `subject`'s rules give the file `key`, if one does.
+    pub fn rule_name(&self, subject: SubjectKey, key: FileKey) -> Option<&str> {
+        self.file_names
+            .get(&key)?
+            .iter()
+            .find(|(s, _)| *s == subject)
+            .map(|(_, n)| &**n)
     }
 
     pub fn rule_set(&self, key: SubjectKey) -> Option<&Arc<RuleSet>> {
@@ -229,10 +266,8 @@ mod tests {
         );
         assert_eq!(rules.subject(&id(Some(83), Some(true))), SubjectKey::Host);
         assert_eq!(rules.subject(&id(Some(83), None)), SubjectKey::Host);
-        assert_eq!(
-            rules.subject(&id(Some(83), Some(false))),
-            SubjectKey::Unmanaged
-        );
+        // Another pid namespace (unshare -Urpf) is still the host.
+        assert_eq!(rules.subject(&id(Some(83), Some(false))), SubjectKey::Host);
         assert!(rules.rule_set(SubjectKey::Unmanaged).is_none());
         assert_eq!(rules.all().count(), 2);
     }

@@ -171,7 +171,7 @@ pub const OPEN: &[&str] = &[
     "File, Process: opens and execs on filesystems that are not marked (filesystems of host paths under policy and of container root filesystems are) are not seen",
     "Process: a script passed to its interpreter (sh script) is only opened for reading; its exec rules do not apply",
     "Process: a copy of a binary (cp, memfd_create + fexecve) is another file; path rules do not name it",
-    "File, Process: another name of the same file (hard link, bind mount) is matched by its new path",
+    "File, Process: directory and pattern rules match by path: a bind mount of a ruled directory gives its files unruled names (exact-path rules follow the file by identity)",
 ];
 
 impl Plane for FanotifyPlane {
@@ -207,12 +207,28 @@ impl Plane for FanotifyPlane {
         }
         // Add the new marks before the rules that need them; drop stale ones after.
         self.sync_marks(marks);
-        let rules = Rules {
+        let mut rules = Rules {
             host,
             containers,
             aliases,
             cache_views: CacheViews::AliasesOnly,
+            ..Default::default()
         };
+        // Files that exact-path rules name, by identity: another name of one (hard link, bind
+        // mount, another mount namespace's view) is decided under the rule's name too.
+        let mounts = kubearmor_bpf::MountDevs::default();
+        if let Some(set) = rules.host.clone() {
+            let root = kubearmor_bpf::RootedIdentity::new(Path::new("/"), mounts.clone());
+            rules.add_rule_files(SubjectKey::Host, &set, |p| root.file_key(p));
+        }
+        for (cg, set) in rules.containers.clone() {
+            let Some(c) = world.containers.get(&cg) else {
+                continue;
+            };
+            let root =
+                kubearmor_bpf::RootedIdentity::new(Path::new(&c.record.rootfs), mounts.clone());
+            rules.add_rule_files(SubjectKey::Container(cg), &set, |p| root.file_key(p));
+        }
         if let Err(e) = self.plane.swap_rules(rules) {
             tracing::error!("fanotify: rules not swapped: {e}");
         }

@@ -161,9 +161,14 @@ impl Worker {
         let set = snap.rules.rule_set(subject).cloned();
         let profile = set.as_ref().and_then(|s| snap.profiles.get(s));
         let mut task = Task::new(tid);
+        let rule_name = snap
+            .rules
+            .rule_name(subject, (st.st_dev, st.st_ino))
+            .filter(|n| *n != path);
         let ctx = Ctx {
             hook,
             path: &path,
+            rule_name,
             st: &st,
         };
         let result = match (&set, profile) {
@@ -282,7 +287,9 @@ impl Worker {
                     args: args.as_deref(),
                     ..base
                 };
-                let d = set.decide_exec(&req);
+                let d = stricter(set.decide_exec(&req), ctx.rule_name, |path| {
+                    set.decide_exec(&PathRequest { path, ..req })
+                });
                 let (verdict, outcome) = if kind == ExecKind::ElfInterpreter {
                     inc(&self.shared.counters.elf_interpreter_events);
                     explicit_only(&d, emit_logs)
@@ -322,7 +329,9 @@ impl Worker {
                     access: if write { Access::Write } else { Access::Read },
                     ..base
                 };
-                let d = set.decide_open(&req);
+                let d = stricter(set.decide_open(&req), ctx.rule_name, |path| {
+                    set.decide_open(&PathRequest { path, ..req })
+                });
                 let mut verdict = d.verdict;
                 let mut outcome = event::outcome_of(&d, emit_logs);
                 if (verdict == Verdict::Deny || d.report != Report::Silent)
@@ -386,6 +395,10 @@ impl Worker {
             }
         }
         let key = (st.st_dev, st.st_ino);
+        // A file a rule names may be reached by names the cache checks cannot see.
+        if snap.rules.file_names.contains_key(&key) {
+            return false;
+        }
         if self.cache.known_uncacheable(key, snap.generation) {
             return false;
         }
@@ -400,9 +413,30 @@ impl Worker {
     }
 }
 
+/// `d`, unless the file's rule name (when it was reached by another name) is denied.
+fn stricter<'s>(
+    d: kubearmor_policy::Decision<'s>,
+    rule_name: Option<&str>,
+    decide: impl FnOnce(&str) -> kubearmor_policy::Decision<'s>,
+) -> kubearmor_policy::Decision<'s> {
+    match rule_name {
+        Some(name) if !d.is_denied() => {
+            let by_name = decide(name);
+            if by_name.is_denied() {
+                by_name
+            } else {
+                d
+            }
+        }
+        _ => d,
+    }
+}
+
 struct Ctx<'a> {
     hook: Hook,
     path: &'a str,
+    /// The name the subject's rules give this file, when it was reached by another one.
+    rule_name: Option<&'a str>,
     st: &'a FileStat,
 }
 

@@ -148,14 +148,16 @@ pub fn host_rules(yaml: &str, postures: Postures) -> Rules {
         Ok(p) => p,
         Err(e) => panic!("test policy does not parse:\n{e}\n---\n{yaml}"),
     };
-    Rules {
-        host: Some(Arc::new(RuleSet::compile(
-            &parsed.policies,
-            postures,
-            &NoResolve,
-        ))),
+    let set = Arc::new(RuleSet::compile(&parsed.policies, postures, &NoResolve));
+    let mut rules = Rules {
+        host: Some(set.clone()),
         ..Default::default()
-    }
+    };
+    rules.add_rule_files(kubearmor_fanotify::SubjectKey::Host, &set, |p| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    });
+    rules
 }
 
 /// How a time-boxed child ended.
