@@ -5,7 +5,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["net", "openflags"];
+const PROGRAMS: &[&str] = &["net", "openflags", "lsm"];
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
@@ -13,6 +13,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=BPF_CLANG");
     println!("cargo:rerun-if-changed=src/bpf/abi.h");
     println!("cargo:rerun-if-changed=src/bpf/kernel_types.h");
+    println!("cargo:rerun-if-changed=src/bpf/lsm_abi.h");
+    println!("cargo:rerun-if-changed=src/bpf/lsm_types.h");
     for name in PROGRAMS {
         let src = format!("src/bpf/{name}.bpf.c");
         println!("cargo:rerun-if-changed={src}");

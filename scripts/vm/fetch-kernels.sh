@@ -2,7 +2,7 @@
 # Fetches the Debian kernels the VM test tier boots (6.1 from bookworm, 6.12 from
 # bookworm-security) with `apt-get download` and unpacks each into
 # $KUBEARMOR_RS_CACHE/vm/kernels/<package>/ (boot/vmlinuz-*, lib/modules/*).
-# Prints one line per kernel: "<series> <unpacked dir>". Idempotent: a kernel already unpacked
+# modules.dep is generated with depmod (kmod). Prints one line per kernel: "<series> <unpacked dir>". Idempotent: a kernel already unpacked
 # is not downloaded again, so a cached machine needs no network.
 set -euo pipefail
 
@@ -48,5 +48,8 @@ for series in 6.1 6.12; do
         rm -rf "$tmp"
         touch "$dir/.done"
     fi
+    # The package carries no modules.dep (its postinst runs depmod); make it.
+    release="$(ls "$dir/lib/modules")"
+    [ -f "$dir/lib/modules/$release/modules.dep" ] || depmod -b "$dir" "$release"
     echo "$series $dir"
 done

@@ -7,6 +7,9 @@
 pub mod abi;
 mod error;
 pub mod exe_identity;
+pub mod lsm;
+pub mod lsm_abi;
+pub mod lsm_table;
 pub mod net;
 pub mod net_table;
 pub mod openflags;
@@ -14,6 +17,8 @@ mod pin;
 
 pub use error::BpfError;
 pub use exe_identity::{ExeIdentity, MountDevs, RootedIdentity};
+pub use lsm::{LsmEvent, LsmEvents, LsmPlane, LsmPlaneConfig};
+pub use lsm_table::LsmTable;
 pub use net::{NetEvent, NetEvents, NetPlane, NetPlaneConfig};
 pub use net_table::NetTable;
 pub use openflags::OpenIntentTracker;
@@ -22,6 +27,7 @@ pub use pin::{ensure_bpffs, ensure_tracefs};
 /// Object files built by build.rs.
 pub(crate) mod objects {
     pub static NET: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net.bpf.o"));
+    pub static LSM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm.bpf.o"));
     pub static OPENFLAGS: &[u8] =
         aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/openflags.bpf.o"));
 }

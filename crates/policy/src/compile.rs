@@ -262,6 +262,11 @@ impl RuleSet {
     pub fn path_rules(&self) -> &[PathRule] {
         &self.path_rules
     }
+
+    /// Capability rules, in compile order (for planes that mirror them into the kernel).
+    pub fn capability_rules(&self) -> &[CapabilityRule] {
+        &self.capability_rules
+    }
 }
 
 /// Operation families, as in alerts' `Operation` field.

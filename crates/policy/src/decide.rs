@@ -487,6 +487,32 @@ fn resolve<'a>(
     }
 }
 
+impl PathRule {
+    /// Whether this Allow or Block rule, once its path matched, denies a request of this shape
+    /// (a write or not, by the file's owner or not, from a terminal or not; `exec` for process
+    /// rules). Planes that fold rules per request shape into kernel maps use this so they
+    /// decide as [`RuleSet::decide_open`] does. `allowedArgs` is not part of the shape: a
+    /// Block rule with it denies here as if the arguments were unknown.
+    pub fn denies(&self, write: bool, owner: bool, tty: bool, exec: bool) -> bool {
+        enforce_path_rule(self, &shape(write, owner, tty), exec) == Outcome::Deny
+    }
+
+    /// Whether this Audit rule, once its path matched, reports a request of this shape.
+    pub fn audits(&self, write: bool, owner: bool, tty: bool, exec: bool) -> bool {
+        audit_path_rule(self, &shape(write, owner, tty), exec)
+    }
+}
+
+fn shape(write: bool, owner: bool, tty: bool) -> PathRequest<'static> {
+    PathRequest {
+        access: if write { Access::Write } else { Access::Read },
+        uid: 0,
+        owner: Some(if owner { 0 } else { 1 }),
+        tty,
+        ..PathRequest::new("")
+    }
+}
+
 /// What an Allow or Block rule does to this request once its path matched.
 fn enforce_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> Outcome {
     let write = !exec && req.access == Access::Write;

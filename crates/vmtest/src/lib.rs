@@ -13,9 +13,11 @@ pub mod cpio;
 pub mod initramfs;
 pub mod kernel;
 pub mod report;
+pub mod suite;
 pub mod vm;
 
 pub use initramfs::Initramfs;
 pub use kernel::{kernels, Kernel};
 pub use report::Report;
+pub use suite::{run_suite, Suite};
 pub use vm::{Vm, VmConfig};
