@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # clang/llvm/libbpf-dev build the BPF programs; runc runs the container tests; qemu-system-x86
-# xz-utils and kmod (depmod) run the VM tier (crates/vmtest); the rest are
+# and xz-utils and kmod (depmod) run the VM tier (crates/vmtest); the rest are
 # tools the tests call; debootstrap builds the conformance workload image (scripts/conformance-image.sh).
 PACKAGES=(clang llvm libbpf-dev linux-libc-dev runc iproute2 procps busybox-static gcc libc6-dev qemu-system-x86 xz-utils kmod debootstrap)
 

@@ -185,6 +185,12 @@ impl LsmPlane {
         let subjects = take_map(&mut bpf, "ka_lsm_subjects")?;
         let protect = take_map(&mut bpf, "ka_lsm_protect")?;
         let selfpath = take_map(&mut bpf, "ka_lsm_selfpath")?;
+        let mut implicit: HashMap<MapData, u64, u32> = take_map(&mut bpf, "ka_lsm_implicit")?;
+        for (hash, kind) in crate::lsm_table::implicit_entries() {
+            implicit
+                .insert(hash, kind, 0)
+                .map_err(|e| BpfError::map("ka_lsm_implicit", e))?;
+        }
         let events = bpf
             .take_map("ka_lsm_events")
             .ok_or(BpfError::MissingMap("ka_lsm_events"))

@@ -18,6 +18,9 @@ pub const REQ_WRITE: u8 = 1;
 pub const REQ_OWNER: u8 = 2;
 pub const REQ_TTY: u8 = 4;
 
+pub const IMPLICIT_FILE: u32 = 1;
+pub const IMPLICIT_DIR: u32 = 2;
+
 /// `ka_lsm_key.kind` for capabilities (protocol keys use `abi::NET_TYPE` / `abi::NET_PROTO`).
 pub const CAP: u8 = 2;
 
@@ -60,7 +63,8 @@ pub struct LsmPathVal {
     pub audit_mask: u8,
     pub enforce: u8,
     pub audit: u8,
-    pub pad: [u8; 4],
+    pub posture_mask: u8,
+    pub pad: [u8; 3],
 }
 
 #[repr(C)]
@@ -129,6 +133,7 @@ const _: () = assert!(size_of::<LsmPathVal>() == 8);
 const _: () = assert!(offset_of!(LsmPathVal, audit_mask) == 1);
 const _: () = assert!(offset_of!(LsmPathVal, enforce) == 2);
 const _: () = assert!(offset_of!(LsmPathVal, audit) == 3);
+const _: () = assert!(offset_of!(LsmPathVal, posture_mask) == 4);
 const _: () = assert!(size_of::<LsmKey>() == 24);
 const _: () = assert!(offset_of!(LsmKey, source_hash) == 8);
 const _: () = assert!(offset_of!(LsmKey, kind) == 16);

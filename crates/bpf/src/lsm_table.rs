@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use kubearmor_policy::{
     Action, Family, NetKey as PolicyNetKey, PathFamily, PathResolver, PathRule, PathTarget,
-    Posture, RuleSet,
+    Posture, RuleSet, SYSTEM_LIBRARY_DIRS, SYSTEM_LIBRARY_FILES,
 };
 
 use crate::abi;
@@ -203,10 +203,17 @@ impl LsmTable {
                         val.audit_mask |= 1 << bit;
                     }
                 }
-                _ => {
+                Action::Block => {
                     val.enforce = 1;
                     if r.denies(write, owner, tty, exec) {
                         val.deny_mask |= 1 << bit;
+                    }
+                }
+                // An Allow rule whose flags refuse the request leaves it to the posture.
+                Action::Allow => {
+                    val.enforce = 1;
+                    if r.denies(write, owner, tty, exec) {
+                        val.posture_mask |= 1 << bit;
                     }
                 }
             }
@@ -223,6 +230,7 @@ impl LsmTable {
                 };
                 let slot = self.paths.entry(key).or_default();
                 slot.deny_mask |= val.deny_mask;
+                slot.posture_mask |= val.posture_mask;
                 slot.audit_mask |= val.audit_mask;
                 slot.enforce |= val.enforce;
                 slot.audit |= val.audit;
@@ -259,7 +267,8 @@ impl LsmTable {
         } else {
             None
         };
-        let mut enforce: Option<bool> = None;
+        // (deny by a Block rule, refused by an Allow rule's flags) of the first group.
+        let mut enforce: Option<(bool, bool)> = None;
         for sh in src.into_iter().chain([0]) {
             let mut keys = vec![(lsm_abi::EXACT, path_hash(path))];
             if family == lsm_abi::PROCESS {
@@ -287,7 +296,10 @@ impl LsmTable {
                 };
                 if let Some(v) = self.paths.get(&key) {
                     if enforce.is_none() && v.enforce != 0 {
-                        enforce = Some((v.deny_mask >> req) & 1 != 0);
+                        enforce = Some((
+                            (v.deny_mask >> req) & 1 != 0,
+                            (v.posture_mask >> req) & 1 != 0,
+                        ));
                     }
                 }
             }
@@ -297,11 +309,37 @@ impl LsmTable {
         } else {
             subj.file_allow_list
         };
+        let write = req & lsm_abi::REQ_WRITE != 0;
+        let implicit = family == lsm_abi::FILE && !write && implicitly_readable(path);
+        let block = subj.file_posture_block != 0;
         match enforce {
-            Some(deny) => deny,
-            None => allow_list != 0 && subj.file_posture_block != 0,
+            Some((true, _)) => true,
+            Some((false, refused)) => refused && block,
+            None => allow_list != 0 && !implicit && block,
         }
     }
+}
+
+/// Reads a file allow-list leaves alone (the kernel side checks the same list, which
+/// [`implicit_entries`] gives it).
+fn implicitly_readable(path: &str) -> bool {
+    path == "/"
+        || SYSTEM_LIBRARY_FILES.contains(&path)
+        || SYSTEM_LIBRARY_DIRS.iter().any(|d| path.starts_with(d))
+}
+
+/// The `ka_lsm_implicit` map: hashes of the system library files and directories (without
+/// their trailing `/`), with `lsm_abi::IMPLICIT_FILE` / `IMPLICIT_DIR`.
+pub fn implicit_entries() -> Vec<(u64, u32)> {
+    SYSTEM_LIBRARY_FILES
+        .iter()
+        .map(|f| (path_hash(f), lsm_abi::IMPLICIT_FILE))
+        .chain(
+            SYSTEM_LIBRARY_DIRS
+                .iter()
+                .map(|d| (path_hash(d.trim_end_matches('/')), lsm_abi::IMPLICIT_DIR)),
+        )
+        .collect()
 }
 
 fn with_alias(p: &str, resolver: &dyn PathResolver) -> Vec<String> {
@@ -381,14 +419,11 @@ mod tests {
 
     #[test]
     fn table_walk_agrees_with_the_decision_function() {
-        let postures = Postures {
-            file: Posture::Block,
-            ..Default::default()
-        };
         let bodies = [
             READONLY.to_string(),
             "  action: Allow\n  file:\n    matchDirectories:\n    - dir: /data/\n      recursive: true\n    - dir: /etc/\n      readOnly: true\n    matchPaths:\n    - path: /etc/secret\n      action: Block\n".to_string(),
             "  action: Allow\n  process:\n    matchDirectories:\n    - dir: /bin/\n    matchPaths:\n    - path: /usr/bin/env\n      fromSource:\n      - path: /bin/sh\n".to_string(),
+            "  action: Allow\n  file:\n    matchDirectories:\n    - dir: /lib/\n      recursive: true\n      readOnly: true\n    matchPaths:\n    - path: /home/u/own\n      ownerOnly: true\n".to_string(),
         ];
         let paths = [
             "/",
@@ -406,7 +441,11 @@ mod tests {
             "/tmp/z",
         ];
         let sources = [None, Some("/usr/bin/cat"), Some("/bin/sh")];
-        for body in &bodies {
+        let postures = [Posture::Block, Posture::Audit].map(|file| Postures {
+            file,
+            ..Default::default()
+        });
+        for (body, postures) in bodies.iter().flat_map(|b| postures.map(|p| (b, p))) {
             let s = set(body, postures);
             let mut t = LsmTable::new();
             t.add_subject(0, &s, &NoResolve);

@@ -42,6 +42,7 @@ const EXPECTED: &[&str] = &[
     "cap_net_raw_denied",
     "cap_other_allowed",
     "allow_list_allowed_path",
+    "allow_list_system_library_read",
     "allow_list_default_posture_block",
     "bypass_bind_mount_closed",
     "bypass_mount_namespace_closed",

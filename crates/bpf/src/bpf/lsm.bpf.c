@@ -94,6 +94,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ka_lsm_selfpath SEC(".maps");
 
+/* Paths (hash) whose reads a file allow-list does not put to the posture: the system's
+ * shared libraries (filled by userspace from kubearmor_policy::SYSTEM_LIBRARY_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ka_lsm_implicit SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);
@@ -388,6 +398,7 @@ struct walk {
 	__u8 enforce;
 	__u8 deny;
 	__u8 audit;
+	__u8 posture; /* an Allow rule's flags refuse: the posture decides */
 };
 
 static __always_inline void visit(struct walk *w, __u64 cg, __u64 src, __u8 family, __u8 kind,
@@ -402,6 +413,7 @@ static __always_inline void visit(struct walk *w, __u64 cg, __u64 src, __u8 fami
 	if (!w->enforce && v->enforce) {
 		w->enforce = 1;
 		w->deny = (v->deny_mask >> req) & 1;
+		w->posture = (v->posture_mask >> req) & 1;
 	}
 	if (!w->audit && ((v->audit_mask >> req) & 1))
 		w->audit = 1;
@@ -437,6 +449,7 @@ static long dir_step(__u32 k, struct dir_ctx *c)
 #define W_ENFORCE 1
 #define W_DENY 2
 #define W_AUDIT 4
+#define W_POSTURE 8
 
 /* Walks the groups for the path in slot `which`, most specific first; returns W_* bits.
  * A global function: verified once. */
@@ -470,7 +483,48 @@ __noinline int walk_path(__u64 cg, __u64 src, __u32 how)
 		if (c.w.enforce && c.w.audit)
 			break;
 	}
-	return (c.w.enforce ? W_ENFORCE : 0) | (c.w.deny ? W_DENY : 0) | (c.w.audit ? W_AUDIT : 0);
+	return (c.w.enforce ? W_ENFORCE : 0) | (c.w.deny ? W_DENY : 0) | (c.w.audit ? W_AUDIT : 0) |
+	       (c.w.posture ? W_POSTURE : 0);
+}
+
+/* Is the target a read the file allow-list leaves alone: "/" itself, a system library file,
+ * or anything below a system library directory? */
+struct implicit_ctx {
+	__u32 nd;
+	__u32 found;
+};
+
+static long implicit_step(__u32 k, struct implicit_ctx *c)
+{
+	if (k >= c->nd)
+		return 1;
+	struct ka_scratch *s = scratch();
+	if (!s)
+		return 1;
+	__u64 h = s->info[P_TARGET].dirs[k & DMASK];
+	__u32 *v = bpf_map_lookup_elem(&ka_lsm_implicit, &h);
+	if (k > 0 && v && *v == KA_LSM_IMPLICIT_DIR) {
+		c->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline int implicitly_readable(void)
+{
+	struct ka_scratch *s = scratch();
+	if (!s || !s->info[P_TARGET].len)
+		return 0;
+	struct ka_pathinfo *p = &s->info[P_TARGET];
+	if (p->len == 1)
+		return 1;
+	__u64 full = p->full;
+	__u32 *v = bpf_map_lookup_elem(&ka_lsm_implicit, &full);
+	if (!p->truncated && v && *v == KA_LSM_IMPLICIT_FILE)
+		return 1;
+	struct implicit_ctx c = { .nd = p->ndirs > KA_LSM_DEPTH ? KA_LSM_DEPTH : p->ndirs };
+	bpf_loop(KA_LSM_DEPTH, implicit_step, &c, 0);
+	return c.found;
 }
 
 struct verdict {
@@ -585,16 +639,19 @@ __noinline int check_path(__u64 dentry, __u64 vfsmnt, __u32 op)
 
 	int w = walk_path(cg, src, WALK(family, req, P_TARGET));
 	__u8 deny = 0, emit = 0, reason = 0;
-	if (w & W_ENFORCE) {
-		if (w & W_DENY) {
-			deny = 1;
-			emit = 1;
-			reason = KA_REASON_RULE_DENY;
-		} else if (w & W_AUDIT) {
+	if (family == KA_LSM_FILE && allow_list && !write && !(w & W_ENFORCE) && implicitly_readable())
+		allow_list = 0;
+	if ((w & W_ENFORCE) && (w & W_DENY)) {
+		deny = 1;
+		emit = 1;
+		reason = KA_REASON_RULE_DENY;
+	} else if ((w & W_ENFORCE) && !(w & W_POSTURE)) {
+		if (w & W_AUDIT) {
 			emit = 1;
 			reason = KA_REASON_AUDIT;
 		}
-	} else if (allow_list && !mmap_exec) {
+	} else if ((allow_list || (w & W_POSTURE)) && !mmap_exec) {
+		/* Unmatched in allow-list mode, or refused by an Allow rule's flags: the posture. */
 		emit = 1;
 		if (posture_block) {
 			deny = 1;

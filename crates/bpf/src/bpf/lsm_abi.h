@@ -30,16 +30,22 @@ struct ka_lsm_path_key {
 };
 
 /* The rules of one group, folded per request shape: bit (write | owner << 1 | tty << 2) of
- * deny_mask is set when an Allow/Block rule in the group denies such a request, of
- * audit_mask when an Audit rule reports it. enforce says an Allow/Block rule is here (the
- * enforced lookup stops at this group); audit that an Audit rule is. */
+ * deny_mask is set when a Block rule in the group denies such a request, of posture_mask when
+ * an Allow rule's flags refuse it (the posture then decides), of audit_mask when an Audit rule
+ * reports it. enforce says an Allow/Block rule is here (the enforced lookup stops at this
+ * group); audit that an Audit rule is. */
 struct ka_lsm_path_val {
 	__u8 deny_mask;
 	__u8 audit_mask;
 	__u8 enforce;
 	__u8 audit;
-	__u8 pad[4];
+	__u8 posture_mask;
+	__u8 pad[3];
 };
+
+/* ka_lsm_implicit values: reads the file allow-list does not judge (system libraries). */
+#define KA_LSM_IMPLICIT_FILE 1
+#define KA_LSM_IMPLICIT_DIR 2
 
 #define KA_LSM_REQ_WRITE 1
 #define KA_LSM_REQ_OWNER 2
@@ -126,6 +132,7 @@ _Static_assert(sizeof(struct ka_lsm_path_val) == 8, "see lsm_abi.rs");
 _Static_assert(__builtin_offsetof(struct ka_lsm_path_val, audit_mask) == 1, "see lsm_abi.rs");
 _Static_assert(__builtin_offsetof(struct ka_lsm_path_val, enforce) == 2, "see lsm_abi.rs");
 _Static_assert(__builtin_offsetof(struct ka_lsm_path_val, audit) == 3, "see lsm_abi.rs");
+_Static_assert(__builtin_offsetof(struct ka_lsm_path_val, posture_mask) == 4, "see lsm_abi.rs");
 _Static_assert(sizeof(struct ka_lsm_key) == 24, "see lsm_abi.rs");
 _Static_assert(__builtin_offsetof(struct ka_lsm_key, source_hash) == 8, "see lsm_abi.rs");
 _Static_assert(__builtin_offsetof(struct ka_lsm_key, kind) == 16, "see lsm_abi.rs");

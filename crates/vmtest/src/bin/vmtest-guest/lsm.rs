@@ -475,6 +475,16 @@ fn allow_list(t: &mut Tally, cg: &Cgroup) {
             Err(format!("errno {got}"))
         },
     );
+    // System libraries stay readable under a file allow-list (the policy crate's semantics).
+    let got = in_child(Some(cg), open("/lib/x86_64-linux-gnu/libc.so.6"));
+    t.check(
+        "allow_list_system_library_read",
+        if got == 0 {
+            Ok(())
+        } else {
+            Err(format!("errno {got}"))
+        },
+    );
     let got = in_child(Some(cg), open("/data/other"));
     t.check(
         "allow_list_default_posture_block",
