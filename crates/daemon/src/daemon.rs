@@ -13,7 +13,6 @@ use crate::grpc::{self, GrpcError, Services};
 use crate::host_info::HostInfo;
 use crate::logging::MessageSink;
 use crate::pipeline::{self, Pipeline, PipelineError, Stamp};
-use crate::planes::Enforcement;
 use crate::probe;
 use crate::state::StateHub;
 use crate::store::{self, PolicyStore, Scope, StoreSettings};
@@ -110,7 +109,12 @@ pub async fn run(
         );
     }
     enforcer.refresh();
-    let enforcement = Enforcement::from_planes(enforcer.statuses(), &reasons);
+    // Computed again at every read (probe, metrics): a plane that goes down says so live.
+    let live = Arc::new(crate::planes::LiveEnforcement::new(
+        enforcer.clone(),
+        reasons.clone(),
+    ));
+    let enforcement = live.now();
     tasks.push(tokio::spawn(enforce::follow_changes(
         enforcer.clone(),
         store.subscribe(),
@@ -129,7 +133,7 @@ pub async fn run(
         tracing::info!(addr = ?listener.local_addr().ok(), "metrics listening on /metrics");
         tasks.push(tokio::spawn(crate::metrics::serve(
             listener,
-            enforcement.clone(),
+            live.clone(),
             pipeline.clone(),
             enforcer.clone(),
             shutdown_rx.clone(),
@@ -154,7 +158,7 @@ pub async fn run(
             store: store.clone(),
             state: state.clone(),
             registry: registry.clone(),
-            enforcement: enforcement.clone(),
+            enforcement: live.clone(),
         },
         api,
         health,

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::enforce::Enforcer;
 use crate::pipeline::Pipeline;
-use crate::planes::Enforcement;
+use crate::planes::{Enforcement, LiveEnforcement};
 
 /// Renders the metrics text.
 pub fn render(enforcement: &Enforcement, pipeline: &Pipeline, enforcer: &Enforcer) -> String {
@@ -31,6 +31,24 @@ pub fn render(enforcement: &Enforcement, pipeline: &Pipeline, enforcer: &Enforce
             out,
             "kubearmor_family_enforced{{family=\"{f}\",plane=\"\",enforcer=\"\"}} 0"
         );
+    }
+    out.push_str("# HELP kubearmor_plane_up 1 while the plane enforces, 0 while it is down (stalled, aborted, restarting).\n# TYPE kubearmor_plane_up gauge\n");
+    for p in &enforcement.planes {
+        let _ = writeln!(out, "kubearmor_plane_up{{plane=\"{}\"}} 1", p.name);
+    }
+    for p in &enforcement.down {
+        let _ = writeln!(out, "kubearmor_plane_up{{plane=\"{}\"}} 0", p.name);
+        if let Some(o) = &p.down {
+            let since = o
+                .since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let _ = writeln!(
+                out,
+                "kubearmor_plane_down_since_seconds{{plane=\"{}\"}} {since}",
+                p.name
+            );
+        }
     }
     let world = enforcer.world();
     out.push_str(
@@ -61,7 +79,7 @@ pub fn render(enforcement: &Enforcement, pipeline: &Pipeline, enforcer: &Enforce
 /// answered 404. Requests are capped at 8 KiB.
 pub async fn serve(
     listener: TcpListener,
-    enforcement: Arc<Enforcement>,
+    enforcement: Arc<LiveEnforcement>,
     pipeline: Pipeline,
     enforcer: Arc<Enforcer>,
     mut shutdown: watch::Receiver<bool>,
@@ -91,7 +109,7 @@ pub async fn serve(
             let request = String::from_utf8_lossy(&buf[..n]);
             let ok = request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?");
             let response = if ok {
-                let body = render(&enforcement, &pipeline, &enforcer);
+                let body = render(&enforcement.now(), &pipeline, &enforcer);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()

@@ -210,6 +210,7 @@ spec:
                 enforcer: "fanotify",
                 families: vec!["Process", "File"],
                 open: vec![],
+                down: None,
             }],
             &[],
         )

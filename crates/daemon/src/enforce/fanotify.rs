@@ -16,7 +16,7 @@ use kubearmor_proto::values::event_type;
 
 use super::{Enforcer, Plane, World};
 use crate::pipeline::{Event, Pipeline};
-use crate::planes::PlaneStatus;
+use crate::planes::{Outage, PlaneStatus};
 
 /// `Enforcer` value of this plane's events.
 pub const ENFORCER: &str = "fanotify";
@@ -26,6 +26,15 @@ pub struct FanotifyPlane {
     forwarder: Option<JoinHandle<()>>,
     /// Marked filesystems, by device number, with the path used to mark them.
     marks: BTreeMap<u64, PathBuf>,
+    /// What a restart needs.
+    config: Config,
+    intent: Arc<BpfIntent>,
+    enforcer: Weak<Enforcer>,
+    pipeline: Pipeline,
+    /// Set from the moment the plane is found stopped until a restarted one enforces again.
+    down: Option<Outage>,
+    /// Earliest time of the next restart attempt after a failed one.
+    retry_at: Option<std::time::Instant>,
 }
 
 /// Write intent from the BPF open-intent map (sys_enter_open* tracepoints, keyed by thread
@@ -57,7 +66,6 @@ impl FanotifyPlane {
         pipeline: Pipeline,
         settings: crate::config::FanotifyConfig,
     ) -> Result<Self, String> {
-        let (tx, rx) = kubearmor_fanotify::channel(4096);
         let tracker = match kubearmor_bpf::OpenIntentTracker::load() {
             Ok(t) => Some(std::sync::Mutex::new(t)),
             Err(e) => {
@@ -73,25 +81,84 @@ impl FanotifyPlane {
             },
             ..Config::default()
         };
-        let plane = kubearmor_fanotify::Plane::builder(config)
-            .intent(Arc::new(BpfIntent {
-                tracker,
-                fallback: kubearmor_fanotify::ProcSyscallIntent::default(),
-            }))
-            .sink(tx)
-            .start()
-            .map_err(|e| e.to_string())?;
-        let info = plane.group_info();
-        tracing::info!(?info, "fanotify plane started");
-        let forwarder = std::thread::Builder::new()
-            .name("fanotify-events".into())
-            .spawn(move || forward(rx, enforcer, pipeline))
-            .map_err(|e| e.to_string())?;
+        let intent = Arc::new(BpfIntent {
+            tracker,
+            fallback: kubearmor_fanotify::ProcSyscallIntent::default(),
+        });
+        let (plane, forwarder) = launch(&config, &intent, &enforcer, &pipeline)?;
         Ok(Self {
-            plane: Arc::new(plane),
+            plane,
             forwarder: Some(forwarder),
             marks: BTreeMap::new(),
+            config,
+            intent,
+            enforcer,
+            pipeline,
+            down: None,
+            retry_at: None,
         })
+    }
+
+    /// Closes the plane's group now (the kernel allows everything: fail-open), as the stall
+    /// watchdog does. For tests of the supervision.
+    pub fn abort_handle(&self) -> kubearmor_fanotify::AbortHandle {
+        self.plane.abort_handle()
+    }
+
+    /// Notices a stopped plane (stalled and aborted, crashed), says so, and starts a new one
+    /// with the world in force; says so again once it enforces.
+    fn supervise_plane(&mut self, world: &World) {
+        if self.down.is_none() {
+            if self.plane.is_running() {
+                return;
+            }
+            let why = self
+                .plane
+                .stats()
+                .stopped_because
+                .unwrap_or_else(|| "the decision thread stopped".to_string());
+            let outage = Outage {
+                since: std::time::SystemTime::now(),
+                why,
+            };
+            let text = format!(
+                "Process and File rules are NOT enforced: {}",
+                outage.describe("fanotify")
+            );
+            tracing::error!("{text}");
+            self.pipeline
+                .emit(Event::new(gap_event(false, &outage.why, &text)));
+            self.down = Some(outage);
+            // Restart on the next round (one SUPERVISE period): probes and metrics read
+            // meanwhile show the gap, which really is there.
+            return;
+        }
+        if self.retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            return;
+        }
+        match launch(&self.config, &self.intent, &self.enforcer, &self.pipeline) {
+            Ok((plane, forwarder)) => {
+                // Marks and rules on the new group first, then let the old one go.
+                let old = std::mem::replace(&mut self.plane, plane);
+                self.marks.clear();
+                self.apply_world(world);
+                old.shutdown();
+                // The old forwarder ends when the old decision thread drops its sink.
+                drop(self.forwarder.replace(forwarder));
+                let since = self.down.take().map(|o| o.since);
+                self.retry_at = None;
+                let text = format!(
+                    "Process and File rules are enforced again by a new fanotify plane (not enforced since {})",
+                    since.map(crate::planes::rfc3339).unwrap_or_default()
+                );
+                tracing::warn!("{text}");
+                self.pipeline.emit(Event::new(gap_event(true, "", &text)));
+            }
+            Err(e) => {
+                tracing::error!("fanotify plane restart failed: {e}; retrying in 5 s");
+                self.retry_at = Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+            }
+        }
     }
 
     /// Marks exactly the filesystems `want` names (one path per filesystem).
@@ -123,6 +190,48 @@ impl FanotifyPlane {
                 }
             }
         }
+    }
+}
+
+/// A new plane (no marks, no rules yet) and the thread that forwards its events.
+fn launch(
+    config: &Config,
+    intent: &Arc<BpfIntent>,
+    enforcer: &Weak<Enforcer>,
+    pipeline: &Pipeline,
+) -> Result<(Arc<kubearmor_fanotify::Plane>, JoinHandle<()>), String> {
+    let (tx, rx) = kubearmor_fanotify::channel(4096);
+    let plane = kubearmor_fanotify::Plane::builder(config.clone())
+        .intent(intent.clone())
+        .sink(tx)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let info = plane.group_info();
+    tracing::info!(?info, "fanotify plane started");
+    let (enforcer, pipeline) = (enforcer.clone(), pipeline.clone());
+    let forwarder = std::thread::Builder::new()
+        .name("fanotify-events".into())
+        .spawn(move || forward(rx, enforcer, pipeline))
+        .map_err(|e| e.to_string())?;
+    Ok((Arc::new(plane), forwarder))
+}
+
+/// The `SystemEvent` alert for an enforcement gap (`restored`: its end). Operation
+/// `EnforcementGap`, Resource the families, Result `Failed` while down and `Passed` after.
+pub fn gap_event(restored: bool, why: &str, text: &str) -> Alert {
+    Alert {
+        r#type: event_type::SYSTEM_EVENT.to_string(),
+        operation: "EnforcementGap".to_string(),
+        resource: "Process,File".to_string(),
+        enforcer: ENFORCER.to_string(),
+        result: if restored { "Passed" } else { "Failed" }.to_string(),
+        data: if restored {
+            "enforced=true".to_string()
+        } else {
+            format!("enforced=false reason={why}")
+        },
+        message: text.to_string(),
+        ..Default::default()
     }
 }
 
@@ -181,10 +290,29 @@ impl Plane for FanotifyPlane {
             enforcer: ENFORCER,
             families: vec!["Process", "File"],
             open: OPEN.to_vec(),
+            down: self.down.clone(),
         }
     }
 
     fn apply(&mut self, world: &World) {
+        self.apply_world(world);
+    }
+
+    fn supervise(&mut self, world: &World) {
+        self.supervise_plane(world);
+    }
+
+    fn stop(&mut self) {
+        let stats = self.plane.shutdown();
+        tracing::info!(?stats, "fanotify plane stopped (pending events drained)");
+        if let Some(f) = self.forwarder.take() {
+            let _ = f.join();
+        }
+    }
+}
+
+impl FanotifyPlane {
+    fn apply_world(&mut self, world: &World) {
         let mut marks = BTreeMap::new();
         let host = has_path_rules(&world.host).then(|| {
             host_filesystems(&world.host, &mut marks);
@@ -231,14 +359,6 @@ impl Plane for FanotifyPlane {
         }
         if let Err(e) = self.plane.swap_rules(rules) {
             tracing::error!("fanotify: rules not swapped: {e}");
-        }
-    }
-
-    fn stop(&mut self) {
-        let stats = self.plane.shutdown();
-        tracing::info!(?stats, "fanotify plane stopped (pending events drained)");
-        if let Some(f) = self.forwarder.take() {
-            let _ = f.join();
         }
     }
 }

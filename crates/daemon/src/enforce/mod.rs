@@ -33,6 +33,9 @@ pub trait Plane: Send {
     /// more than the world (the network plane re-identifies `fromSource` files, which package
     /// upgrades replace). Cheap when nothing changed.
     fn tick(&mut self, _world: &World) {}
+    /// Called every [`SUPERVISE`]: a plane that stopped enforcing (stalled and aborted,
+    /// crashed) says so through [`Plane::status`] and restarts itself.
+    fn supervise(&mut self, _world: &World) {}
     /// Stops watching; what stays enforced after this is the plane's documented behaviour.
     fn stop(&mut self) {}
 }
@@ -97,6 +100,17 @@ impl Enforcer {
         }
     }
 
+    /// Gives every plane its [`Plane::supervise`].
+    pub fn supervise(&self) {
+        let Ok(mut planes) = self.planes.lock() else {
+            return;
+        };
+        let world = self.world.load_full();
+        for p in planes.iter_mut() {
+            p.supervise(&world);
+        }
+    }
+
     /// The world in force, for attributing events.
     pub fn world(&self) -> Arc<World> {
         self.world.load_full()
@@ -113,6 +127,8 @@ impl Enforcer {
 
 /// How often planes get [`Plane::tick`].
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often planes are checked for being down (and restarted).
+pub const SUPERVISE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Refreshes on every policy swap and registry change until shutdown, and ticks the planes.
 pub async fn follow_changes(
@@ -125,8 +141,15 @@ pub async fn follow_changes(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut supervise = tokio::time::interval(SUPERVISE);
+    supervise.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = supervise.tick() => {
+                let e = enforcer.clone();
+                let _ = tokio::task::spawn_blocking(move || e.supervise()).await;
+                continue;
+            }
             _ = tick.tick() => {
                 let e = enforcer.clone();
                 let _ = tokio::task::spawn_blocking(move || e.tick()).await;

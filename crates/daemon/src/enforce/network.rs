@@ -124,6 +124,7 @@ impl Plane for NetworkPlane {
             enforcer: ENFORCER,
             families: vec!["Network"],
             open: OPEN.to_vec(),
+            down: None,
         }
     }
 

@@ -55,6 +55,7 @@ impl Plane for UsbPlane {
             enforcer: kubearmor_proto::values::enforcer::USB_DEVICE_HANDLER,
             families: vec!["Device"],
             open: vec![],
+            down: None,
         }
     }
 

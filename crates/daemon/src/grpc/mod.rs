@@ -36,7 +36,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
-use crate::planes::Enforcement;
+use crate::planes::LiveEnforcement;
 use crate::state::StateHub;
 use crate::store::PolicyStore;
 
@@ -68,7 +68,7 @@ pub struct Services {
     /// The containers (ProbeService lists them).
     pub registry: Arc<kubearmor_containers::Registry>,
     /// What the planes enforce (ProbeService's `policyEnabled`).
-    pub enforcement: Arc<Enforcement>,
+    pub enforcement: Arc<LiveEnforcement>,
 }
 
 /// The running servers.

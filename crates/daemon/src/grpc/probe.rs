@@ -8,14 +8,14 @@ use kubearmor_proto::probe::probe_service_server::ProbeService;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
-use crate::planes::Enforcement;
+use crate::planes::LiveEnforcement;
 use crate::store::PolicyStore;
 
 pub struct ProbeSvc {
     config: Arc<Config>,
     store: Arc<PolicyStore>,
     registry: Arc<Registry>,
-    enforcement: Arc<Enforcement>,
+    enforcement: Arc<LiveEnforcement>,
 }
 
 impl ProbeSvc {
@@ -23,7 +23,7 @@ impl ProbeSvc {
         config: Arc<Config>,
         store: Arc<PolicyStore>,
         registry: Arc<Registry>,
-        enforcement: Arc<Enforcement>,
+        enforcement: Arc<LiveEnforcement>,
     ) -> Self {
         Self {
             config,
@@ -45,7 +45,7 @@ impl ProbeService for ProbeSvc {
             &self.config,
             &snap,
             &self.registry.snapshot(),
-            &self.enforcement,
+            &self.enforcement.now(),
         )))
     }
 }
