@@ -1,9 +1,11 @@
 //! The ka.sock server (spec §4.3–4.5).
 //!
-//! * Socket: the directory is created with mode 0750 when missing, a stale socket is removed (a
-//!   live one, i.e. another daemon, is an error, and a non-socket file is never deleted), and
-//!   the socket is chmod-ed to `socket_mode` (0777 by default, as upstream's non-k8s listener, so
-//!   rootless podman hooks can connect; the 0750 directory still keeps other users out).
+//! * Socket: the directory is created root-owned with mode 0750 when missing
+//!   ([`ensure_private_dir`], shared with the USB state file and the gRPC socket, so whichever
+//!   part of the daemon creates `/run/kubearmor` first, it is 0750), a stale socket is removed
+//!   (a live one, i.e. another daemon, is an error, and a non-socket file is never deleted), and
+//!   the socket is chmod-ed to `socket_mode` (0600 by default: only root, the runtime; upstream's
+//!   0777 lets any local user in).
 //! * Messages: a byte stream split by [`Decoder`](crate::protocol::Decoder), capped at
 //!   [`MAX_MESSAGE_BYTES`](crate::protocol::MAX_MESSAGE_BYTES); exactly one reply (`ok` / `err`)
 //!   per message. Malformed JSON gets `err` and closes the connection (the stream cannot be
@@ -56,7 +58,7 @@ pub enum Readiness {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub socket_path: PathBuf,
-    /// Mode of the socket file (upstream non-k8s: 0777).
+    /// Mode of the socket file (0600; upstream non-k8s: 0777).
     pub socket_mode: u32,
     /// Mode of the socket directory when we create it (0750).
     pub dir_mode: u32,
@@ -74,7 +76,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             socket_path: PathBuf::from(DEFAULT_SOCKET),
-            socket_mode: 0o777,
+            socket_mode: 0o600,
             dir_mode: 0o750,
             readiness: Readiness::Open,
             max_message_bytes: MAX_MESSAGE_BYTES,
@@ -179,11 +181,7 @@ impl HookServer {
     pub fn bind(config: ServerConfig, registry: Arc<Registry>) -> Result<Self, ServerError> {
         let path = config.socket_path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(io_err(dir.display().to_string()))?;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(config.dir_mode))
-                    .map_err(io_err(dir.display().to_string()))?;
-            }
+            ensure_private_dir(dir, config.dir_mode)?;
         }
         remove_stale_socket(&path)?;
         let listener = std::os::unix::net::UnixListener::bind(&path)
@@ -307,7 +305,57 @@ impl HookServer {
     }
 }
 
-fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
+/// Creates `dir` (and missing parents) with `mode`, owned by the caller (root for the daemon).
+/// An existing directory is used as it is, unless another user owns it (an error: whoever owns
+/// it could replace the socket) or anyone may write to it without the sticky bit (a warning).
+pub fn ensure_private_dir(dir: &Path, mode: u32) -> Result<(), ServerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let what = || dir.display().to_string();
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            let me = nix_euid();
+            let meta = if meta.file_type().is_symlink() {
+                std::fs::metadata(dir).map_err(io_err(what()))?
+            } else {
+                meta
+            };
+            if meta.uid() != me {
+                return Err(ServerError::Io {
+                    what: what(),
+                    source: io::Error::other(format!(
+                        "owned by uid {}, not by this process (uid {me}); refusing to put a socket there",
+                        meta.uid()
+                    )),
+                });
+            }
+            if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+                tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o7777),
+                    "socket directory is writable by everyone");
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)
+                .map_err(io_err(what()))?;
+            // exact, whatever the umask
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(what()))
+        }
+        Err(e) => Err(io_err(what())(e)),
+    }
+}
+
+fn nix_euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Removes a socket file left by a daemon that is gone. A live socket (another daemon) and a
+/// file that is not a socket are errors, and are left alone.
+pub fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -499,7 +547,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let h = Harness::start(Readiness::Open).await;
         let mode = std::fs::metadata(&h.path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o777);
+        assert_eq!(mode, 0o600);
         let dir_mode = std::fs::metadata(h.path.parent().unwrap())
             .unwrap()
             .permissions()

@@ -149,8 +149,20 @@ pub async fn run(
         )));
     }
 
-    let api = grpc::bind_all(config.grpc.port, "gRPC")?;
-    let health = grpc::bind_all(config.grpc.health_port, "gRPCHealthPort")?;
+    let g = &config.grpc;
+    let listeners = grpc::Listeners {
+        api: grpc::bind(g.listen_address, g.port, "gRPC")?,
+        health: grpc::bind(g.listen_address, g.health_port, "gRPCHealthPort")?,
+        unix: match &g.unix_socket {
+            Some(p) => Some((grpc::bind_unix(p)?, p.clone())),
+            None => None,
+        },
+        tls: if g.tls_enabled {
+            Some(grpc::load_tls(&g.tls_cert_path)?)
+        } else {
+            None
+        },
+    };
     let running = grpc::start(
         Services {
             config: config.clone(),
@@ -160,13 +172,25 @@ pub async fn run(
             registry: registry.clone(),
             enforcement: live.clone(),
         },
-        api,
-        health,
+        listeners,
         shutdown_rx.clone(),
     )
     .await
     .map_err(DaemonError::Serve)?;
-    tracing::info!(addr = %running.api_addr, services = ?running.services, "gRPC API listening");
+    tracing::info!(addr = %running.api_addr, tls = g.tls_enabled, services = ?running.services, "gRPC API listening");
+    if let Some(p) = &running.unix_socket {
+        tracing::info!(socket = %p.display(), "gRPC API listening on the Unix socket (root only)");
+    }
+    tracing::info!(
+        "{}",
+        grpc::auth::policy_access_summary(
+            config.immutable_policies,
+            running.unix_socket.as_deref(),
+            g.tls_enabled
+                .then(|| g.tls_cert_path.join("ca.crt"))
+                .as_deref(),
+        )
+    );
     tracing::info!(addr = %running.health_addr, "gRPC health listening");
     if config.state_agent {
         state.announce_node();
@@ -427,7 +451,10 @@ fn start_hooks(
     use kubearmor_containers::{hookpath::HookPathReader, rescan, server};
     let mut tasks = Vec::new();
     let srv = server::HookServer::bind(
-        server::ServerConfig::with_socket(&config.ka_socket),
+        server::ServerConfig {
+            socket_mode: config.ka_socket_mode,
+            ..server::ServerConfig::with_socket(&config.ka_socket)
+        },
         registry.clone(),
     )?
     .with_handler(Arc::new(RefreshOnHook(enforcer.clone())));

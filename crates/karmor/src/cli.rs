@@ -58,14 +58,41 @@ pub enum VmPolicyCommand {
     Delete(VmPolicyArgs),
 }
 
+/// How to reach the daemon (shared by every command that talks to it).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnArgs {
+    /// gRPC server address [default: $KUBEARMOR_SERVICE, else localhost:32767]
+    #[arg(long = "gRPC", visible_alias = "grpc", value_name = "HOST:PORT")]
+    pub grpc: Option<String>,
+    /// Use the daemon's root-only Unix socket (its gRPCSocket) instead of TCP
+    #[arg(
+        long,
+        value_name = "PATH",
+        num_args = 0..=1,
+        default_missing_value = crate::client::DEFAULT_SOCKET,
+        conflicts_with_all = ["grpc", "secure"]
+    )]
+    pub socket: Option<PathBuf>,
+    /// Mutual TLS: present tlsCertPath/client.crt and client.key, trust tlsCertPath/ca.crt
+    #[arg(long)]
+    pub secure: bool,
+    /// Directory of ca.crt, client.crt and client.key for --secure
+    #[arg(
+        long = "tlsCertPath",
+        visible_alias = "tls-cert-path",
+        default_value = "/var/lib/kubearmor/tls",
+        value_name = "DIR"
+    )]
+    pub tls_cert_path: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct VmPolicyArgs {
     /// Policy file(s): YAML or JSON, possibly with several `---` separated documents
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// gRPC server address [default: $KUBEARMOR_SERVICE, else localhost:32767]
-    #[arg(long = "gRPC", visible_alias = "grpc", value_name = "HOST:PORT")]
-    pub grpc: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// Send the file even if local validation finds errors
     #[arg(long)]
     pub no_validate: bool,
@@ -124,9 +151,8 @@ pub enum OutputArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
-    /// gRPC server address [default: $KUBEARMOR_SERVICE, else localhost:32767]
-    #[arg(long = "gRPC", visible_alias = "grpc", value_name = "HOST:PORT")]
-    pub grpc: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// Output location for messages: PATH, stdout or none (anything but none opens WatchMessages)
     #[arg(
         long = "msgPath",
@@ -204,9 +230,8 @@ pub enum ProbeFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
-    /// gRPC server address [default: $KUBEARMOR_SERVICE, else localhost:32767]
-    #[arg(long = "gRPC", visible_alias = "grpc", value_name = "HOST:PORT")]
-    pub grpc: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// Output format
     #[arg(short = 'f', long = "format", value_enum, default_value = "text")]
     pub format: ProbeFormat,
@@ -242,7 +267,7 @@ mod tests {
     #[test]
     fn logs_defaults() {
         let l = logs(&["logs"]);
-        assert_eq!(l.grpc, None);
+        assert_eq!(l.conn.grpc, None);
         assert_eq!(l.log_filter, LogFilter::Policy);
         assert_eq!(l.msg_path, "none");
         assert_eq!(l.log_path, "stdout");
@@ -274,7 +299,7 @@ mod tests {
             "-l",
             "tier=b",
         ]);
-        assert_eq!(l.grpc.as_deref(), Some(":32767"));
+        assert_eq!(l.conn.grpc.as_deref(), Some(":32767"));
         assert_eq!(l.log_filter, LogFilter::All);
         assert_eq!(l.log_type.as_deref(), Some("HostLog"));
         assert_eq!(l.operation.as_deref(), Some("File"));
@@ -299,7 +324,7 @@ mod tests {
             "-o",
             "pretty-json",
         ]);
-        assert_eq!(l.grpc.as_deref(), Some("h:1"));
+        assert_eq!(l.conn.grpc.as_deref(), Some("h:1"));
         assert_eq!(l.log_filter, LogFilter::System);
         assert_eq!(l.log_type.as_deref(), Some("ContainerLog"));
         assert_eq!(l.namespace.as_deref(), Some("ns"));
@@ -331,7 +356,7 @@ mod tests {
                     },
             }) => {
                 assert_eq!(a.files, [PathBuf::from("p.yaml")]);
-                assert_eq!(a.grpc.as_deref(), Some("127.0.0.1:1"));
+                assert_eq!(a.conn.grpc.as_deref(), Some("127.0.0.1:1"));
                 assert!(!a.no_validate);
             }
             other => panic!("{other:?}"),

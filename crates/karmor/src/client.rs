@@ -1,15 +1,22 @@
 //! Connecting to the daemon's gRPC server (spec §2.1, §5.3).
 //!
 //! The address is `--gRPC`, else `$KUBEARMOR_SERVICE`, else `localhost:32767`, as in upstream
-//! karmor. Connections are plaintext (upstream karmor's `vm` and `probe` commands are always
-//! insecure; TLS is not implemented here).
+//! karmor, over plaintext TCP; `--secure` uses mutual TLS with upstream's file names in
+//! `--tlsCertPath` (`ca.crt`, `client.crt`, `client.key`). `--socket` talks to the daemon's
+//! root-only Unix socket instead. The daemon accepts policy changes from root over loopback
+//! or the Unix socket, and from elsewhere only over mutual TLS.
 
 use std::error::Error as StdError;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use kubearmor_proto::values::GRPC_PORT;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::cli::ConnArgs;
+
+/// The daemon's default `gRPCSocket`.
+pub const DEFAULT_SOCKET: &str = "/var/run/kubearmor/grpc.sock";
 
 /// Environment variable upstream karmor reads when `--gRPC` is not given.
 pub const SERVICE_ENV: &str = "KUBEARMOR_SERVICE";
@@ -68,13 +75,72 @@ pub fn to_uri(addr: &str) -> anyhow::Result<String> {
     Ok(uri)
 }
 
+/// Connects as `conn` says; returns what it connected to (for messages) and the channel.
+pub async fn connect(conn: &ConnArgs) -> anyhow::Result<(String, Channel)> {
+    if let Some(path) = &conn.socket {
+        let shown = format!("unix:{}", path.display());
+        return Ok((shown, connect_unix(path).await?));
+    }
+    let addr = addr_from_env(conn.grpc.as_deref());
+    let tls = if conn.secure {
+        Some(client_tls(&conn.tls_cert_path)?)
+    } else {
+        None
+    };
+    let channel = connect_tcp(&addr, tls).await?;
+    Ok((addr, channel))
+}
+
+/// The client side of mutual TLS from `dir` (upstream karmor's external provider names).
+pub fn client_tls(dir: &std::path::Path) -> anyhow::Result<ClientTlsConfig> {
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).with_context(|| format!("--secure: cannot read {}", p.display()))
+    };
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.crt")?))
+        .identity(Identity::from_pem(read("client.crt")?, read("client.key")?)))
+}
+
+/// Connects to the daemon's Unix socket.
+pub async fn connect_unix(path: &std::path::Path) -> anyhow::Result<Channel> {
+    let path = path.to_path_buf();
+    let shown = path.display().to_string();
+    // The URI is required by the API but unused: the connector ignores it.
+    let endpoint = Endpoint::from_static("http://localhost").connect_timeout(CONNECT_TIMEOUT);
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot connect to KubeArmor on {shown}: {} (is the daemon running with gRPCSocket? are you root?)",
+                chain(&e)
+            )
+        })
+}
+
 /// Connects now (not lazily), so an unreachable daemon is reported before anything else.
-pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    let uri = to_uri(addr)?;
-    let endpoint = Endpoint::from_shared(uri)
+pub async fn connect_tcp(addr: &str, tls: Option<ClientTlsConfig>) -> anyhow::Result<Channel> {
+    let mut uri = to_uri(addr)?;
+    if tls.is_some() {
+        uri = uri.replacen("http://", "https://", 1);
+    }
+    let mut endpoint = Endpoint::from_shared(uri)
         .with_context(|| format!("invalid gRPC address {addr:?}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .with_context(|| format!("TLS settings for {addr}"))?;
+    }
     endpoint.connect().await.map_err(|e| {
         anyhow!(
             "cannot connect to KubeArmor at {addr}: {} (is the daemon running? set --gRPC or {SERVICE_ENV})",
@@ -114,6 +180,12 @@ pub fn status_text(s: &tonic::Status) -> String {
 /// KubeArmor daemon, or one whose PolicyService/ProbeService is off, as in k8s mode).
 pub fn rpc_failed(what: &str, s: &tonic::Status) -> anyhow::Error {
     let mut m = format!("{what} failed: {}", status_text(s));
+    if s.code() == tonic::Code::PermissionDenied {
+        m.push_str(
+            " (policy changes are accepted from root on this host, over loopback or --socket, \
+             and from elsewhere only with --secure)",
+        );
+    }
     if s.code() == tonic::Code::Unimplemented {
         m.push_str(
             " (the server does not offer this RPC: is it a KubeArmor daemon in systemd/VM mode?)",

@@ -424,8 +424,7 @@ pub async fn run(args: &LogsArgs) -> anyhow::Result<()> {
     let mut log_sink = Sink::open(&args.log_path)?;
     let mut msg_sink = Sink::open(&args.msg_path)?;
 
-    let addr = client::addr_from_env(args.grpc.as_deref());
-    let channel = client::connect(&addr).await?;
+    let (addr, channel) = client::connect(&args.conn).await?;
     eprintln!("Created a gRPC client ({addr})");
     let mut client = LogServiceClient::new(channel);
     health_check(&mut client).await?;

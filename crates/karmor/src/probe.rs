@@ -281,8 +281,7 @@ fn read_host(path: &Path) -> Option<Value> {
 }
 
 pub async fn run(args: &ProbeArgs) -> anyhow::Result<()> {
-    let addr = client::addr_from_env(args.grpc.as_deref());
-    let channel = client::connect(&addr).await?;
+    let (_addr, channel) = client::connect(&args.conn).await?;
     let mut probe = ProbeServiceClient::new(channel);
     let mut req = tonic::Request::new(());
     req.set_timeout(client::CALL_TIMEOUT);

@@ -234,8 +234,7 @@ pub async fn run(action: Action, args: &VmPolicyArgs) -> anyhow::Result<bool> {
         bail!("no policy sent");
     }
 
-    let addr = client::addr_from_env(args.grpc.as_deref());
-    let channel = client::connect(&addr).await?;
+    let (_addr, channel) = client::connect(&args.conn).await?;
     let mut svc = PolicyServiceClient::new(channel);
     let mut all_ok = true;
     for (origin, docs) in files {

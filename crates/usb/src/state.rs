@@ -137,8 +137,15 @@ impl State {
 
     /// Writes the file atomically (temporary file, then rename).
     pub fn save(&self, path: &Path, sysfs_root: &Path) -> io::Result<()> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            // The daemon's run directory (/run/kubearmor) also holds ka.sock and the gRPC
+            // socket: whoever creates it makes it root-only.
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o750))?;
         }
         let tmp = tmp_path(path);
         fs::write(&tmp, self.render(sysfs_root))?;

@@ -162,6 +162,10 @@ pub struct ThrottleConfig {
 pub struct GrpcConfig {
     pub port: u16,
     pub health_port: u16,
+    /// `gRPCListenAddress`; `None`: every address, IPv6 and IPv4.
+    pub listen_address: Option<std::net::IpAddr>,
+    /// `gRPCSocket`: the API on a root-only Unix socket; `None`: off.
+    pub unix_socket: Option<PathBuf>,
     pub tls_enabled: bool,
     pub tls_cert_path: PathBuf,
     pub tls_cert_provider: String,
@@ -175,6 +179,8 @@ pub struct HookConfig {
     /// Hook records file read at start (CoCo).
     pub hook_path: Option<PathBuf>,
     pub ka_socket: PathBuf,
+    /// `kaSocketMode`: the socket file's permission bits.
+    pub ka_socket_mode: u32,
     /// runc state roots the start-up rescan reads; empty: no rescan.
     pub runc_state_dirs: Vec<PathBuf>,
 }
@@ -517,16 +523,35 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
 fn grpc_section(t: &mut Typer<'_>) -> GrpcConfig {
     use Key as K;
     let tls_enabled = t.bool(K::TlsEnabled.spec());
-    if tls_enabled {
-        t.problem(
-            K::TlsEnabled.spec(),
-            "gRPC TLS is not implemented by kubearmor-rs yet",
-        );
-    }
     let tls_cert_provider = t.text(K::TlsCertProvider.spec());
     if !matches!(tls_cert_provider.as_str(), "self" | "external") {
         t.problem(K::TlsCertProvider.spec(), "must be self or external");
+    } else if tls_enabled && tls_cert_provider == "self" {
+        t.problem(
+            K::TlsCertProvider.spec(),
+            "self (a server certificate generated from ca.crt and ca.key) is not implemented by \
+             kubearmor-rs; use external, with ca.crt, server.crt and server.key in tlsCertPath",
+        );
     }
+    let listen_text = t.text(K::GrpcListenAddress.spec());
+    let listen_address = if listen_text.is_empty() {
+        None
+    } else {
+        match listen_text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                t.problem(
+                    K::GrpcListenAddress.spec(),
+                    "must be an IP address (127.0.0.1, ::1, 10.0.0.5), or empty for every address",
+                );
+                None
+            }
+        }
+    };
     let port = t.port(K::Grpc.spec());
     let health_port = t.port(K::GrpcHealthPort.spec());
     if port != 0 && port == health_port {
@@ -538,6 +563,8 @@ fn grpc_section(t: &mut Typer<'_>) -> GrpcConfig {
     GrpcConfig {
         port,
         health_port,
+        listen_address,
+        unix_socket: t.optional_path(K::GrpcSocket.spec()),
         tls_enabled,
         tls_cert_path: t.path(K::TlsCertPath.spec()),
         tls_cert_provider,
@@ -625,10 +652,23 @@ fn hook_section(t: &mut Typer<'_>) -> HookConfig {
                 .join(",")
         },
     );
+    let mode_text = t.text(K::KaSocketMode.spec());
+    let ka_socket_mode = match u32::from_str_radix(mode_text.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => m,
+        _ => {
+            t.problem(
+                K::KaSocketMode.spec(),
+                "must be an octal file mode from 0 to 0777, such as 0600",
+            );
+            0o600
+        }
+    };
+    t.record(K::KaSocketMode.spec(), format!("{ka_socket_mode:04o}"));
     HookConfig {
         use_oci_hooks: t.bool(K::UseOciHooks.spec()),
         hook_path: t.optional_path(K::HookPath.spec()),
         ka_socket: t.path(K::KaSocket.spec()),
+        ka_socket_mode,
         runc_state_dirs,
     }
 }

@@ -235,14 +235,49 @@ fn all_problems_are_reported_together() {
 
 #[test]
 fn unsupported_modes_are_errors() {
-    for (k, v) in [
-        ("k8s", "true"),
-        ("enableKubeArmorVm", "true"),
-        ("tlsEnabled", "true"),
-    ] {
+    for (k, v) in [("k8s", "true"), ("enableKubeArmorVm", "true")] {
         let p = problems(run(Some(&format!("{k}: {v}")), &[], &[]));
         assert_eq!(p[0].key, k);
     }
+    // TLS with upstream's default provider (a generated server certificate) is not implemented.
+    let p = problems(run(Some("tlsEnabled: true"), &[], &[]));
+    assert_eq!(p[0].key, "tlsCertProvider");
+    assert!(p[0].reason.contains("use external"), "{}", p[0].reason);
+}
+
+#[test]
+fn grpc_access_keys() {
+    let r = run(None, &[], &[]).unwrap();
+    let g = &r.config.grpc;
+    assert_eq!(g.listen_address, None);
+    assert_eq!(
+        g.unix_socket.as_deref(),
+        Some(Path::new("/var/run/kubearmor/grpc.sock"))
+    );
+    assert!(!g.tls_enabled);
+    assert_eq!(r.config.hooks.ka_socket_mode, 0o600);
+    let r = run(
+        Some(
+            "tlsEnabled: true\ntlsCertProvider: external\ngRPCListenAddress: 127.0.0.1\n\
+             gRPCSocket: none\nkaSocketMode: \"0660\"\n",
+        ),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let g = &r.config.grpc;
+    assert!(g.tls_enabled);
+    assert_eq!(g.listen_address, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(g.unix_socket, None);
+    assert_eq!(r.config.hooks.ka_socket_mode, 0o660);
+    assert_eq!(r.text(Key::KaSocketMode), "0660");
+    let p = problems(run(
+        Some("gRPCListenAddress: localhost\nkaSocketMode: \"0999\"\n"),
+        &[],
+        &[],
+    ));
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["gRPCListenAddress", "kaSocketMode"]);
 }
 
 #[test]

@@ -8,15 +8,17 @@ use kubearmor_proto::policy::policy_service_server::PolicyService;
 use kubearmor_proto::policy::{Policy, PolicyStatus, Response as PolicyResponse};
 use tonic::{Request, Response, Status};
 
+use super::auth::Authorizer;
 use crate::store::{ChangeOutcome, Channel, PolicyStore};
 
 pub struct PolicySvc {
     store: Arc<PolicyStore>,
+    auth: Authorizer,
 }
 
 impl PolicySvc {
-    pub fn new(store: Arc<PolicyStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<PolicyStore>, auth: Authorizer) -> Self {
+        Self { store, auth }
     }
 
     async fn apply(
@@ -24,6 +26,8 @@ impl PolicySvc {
         channel: Channel,
         request: Request<Policy>,
     ) -> Result<Response<PolicyResponse>, Status> {
+        let caller = self.auth.authorize_change(&request, channel_rpc(channel))?;
+        tracing::debug!(%caller, rpc = channel_rpc(channel), "policy change authorized");
         let bytes = request.into_inner().policy;
         let store = self.store.clone();
         let out = tokio::task::spawn_blocking(move || store.apply(channel, &bytes))
@@ -36,6 +40,13 @@ impl PolicySvc {
         Ok(Response::new(PolicyResponse {
             status: out.status as i32,
         }))
+    }
+}
+
+fn channel_rpc(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Container => "containerPolicy",
+        Channel::Host => "hostPolicy",
     }
 }
 
@@ -71,8 +82,9 @@ impl PolicyService for PolicySvc {
 
     async fn network_policy(
         &self,
-        _request: Request<Policy>,
+        request: Request<Policy>,
     ) -> Result<Response<PolicyResponse>, Status> {
+        self.auth.authorize_change(&request, "networkPolicy")?;
         let out = ChangeOutcome {
             status: PolicyStatus::NotEnabled,
             detail:

@@ -108,6 +108,8 @@ fn command(dir: &TestDir, opts: &Options, log: &Path) -> Command {
         .env("POLICYDIR", dir.policies())
         .env("PROBEDATAPATH", dir.path().join("probe.cfg"))
         .env("HOST", "test-vm")
+        // The API's Unix socket, private to this run (the default is machine-wide).
+        .env("GRPCSOCKET", dir.path().join("grpc.sock"))
         // Kernel planes affect the whole machine: tests that want one ask for it.
         .env("PLANES", "none")
         .stdin(Stdio::null())
