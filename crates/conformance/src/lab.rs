@@ -237,6 +237,8 @@ impl Lab {
             .env("BPFFSPATH", &self.bpffs)
             .env("USEOCIHOOKS", "true")
             .env("KASOCKET", self.socket())
+            // The API's Unix socket, private to this lab (the default is machine-wide).
+            .env("GRPCSOCKET", self.dir.path().join("grpc.sock"))
             .env("RUNCSTATEDIRS", &self.runc.root)
             .env("ENABLEKUBEARMORHOSTPOLICY", "true")
             .env("DEFAULTFILEPOSTURE", p)
