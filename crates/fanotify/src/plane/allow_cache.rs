@@ -114,7 +114,9 @@ impl AllowCache {
                 // Out of marks for this user: start over.
                 self.flush(marks, counters);
             }
-            Err(e) => tracing::debug!(error = %e, "fanotify: ignore mark not added"),
+            // Not cached (the event is answered already): nothing to do, and no log line from
+            // the decision thread.
+            Err(_) => {}
         }
         // A swap between the check above and the mark may have flushed before we added it:
         // the rules we decided with are then stale, so take the mark back out (all of them).

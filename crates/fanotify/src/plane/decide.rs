@@ -64,7 +64,9 @@ impl Worker {
     ) -> Decided {
         inc(&self.shared.counters.undecided);
         let allow = self.config.fail_mode == FailMode::Open;
-        tracing::debug!(tid, reason = %reason, allow, "fanotify: undecided event");
+        self.log_line(super::log::Level::Debug, || {
+            format!("fanotify: undecided event of tid {tid} ({reason}), allow {allow}")
+        });
         let mut task = Task::new(tid);
         let status = if tid > 0 { task.status().ok() } else { None };
         Decided {

@@ -12,6 +12,7 @@
 mod allow_cache;
 mod decide;
 mod exec_track;
+mod log;
 mod stats;
 mod worker;
 
@@ -298,6 +299,7 @@ impl PlaneBuilder {
             exec: ExecTracker::new(Box::new(ProcFacts)),
             exec_opens: std::collections::HashMap::new(),
             cache: AllowCache::new(capacity),
+            log: log::LogRelay::start(),
             pid: std::process::id(),
         };
         let thread = std::thread::Builder::new()

@@ -32,6 +32,8 @@ pub struct Stats {
     pub cache_flushes: u64,
     /// Cacheable allows not cached because the rules changed after the decision.
     pub cache_stale: u64,
+    /// Log lines of the decision thread dropped because the log thread was behind.
+    pub log_dropped: u64,
     pub emitted: u64,
     /// Events the sink had no room for.
     pub dropped: u64,
@@ -65,6 +67,7 @@ pub(crate) struct Counters {
     pub(crate) cache_marks: AtomicU64,
     pub(crate) cache_flushes: AtomicU64,
     pub(crate) cache_stale: AtomicU64,
+    pub(crate) log_dropped: AtomicU64,
     pub(crate) emitted: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) response_errors: AtomicU64,
@@ -102,6 +105,7 @@ impl Counters {
             cache_marks: g(&self.cache_marks),
             cache_flushes: g(&self.cache_flushes),
             cache_stale: g(&self.cache_stale),
+            log_dropped: g(&self.log_dropped),
             emitted: g(&self.emitted),
             dropped: g(&self.dropped),
             response_errors: g(&self.response_errors),

@@ -13,6 +13,7 @@ use nix::sys::fanotify::Fanotify;
 use super::allow_cache::AllowCache;
 use super::decide::hook_of;
 use super::exec_track::{ExecTracker, FileId};
+use super::log::{Level, LogRelay};
 use super::stats::inc;
 use super::{lock, CacheVeto, Config, Shared};
 use crate::event::{EventSink, PlaneEvent};
@@ -44,17 +45,27 @@ pub(super) struct Worker {
     /// `FAN_OPEN_PERM`, from the same call while the thread waits for our answers).
     pub(super) exec_opens: HashMap<u32, FileId>,
     pub(super) cache: AllowCache,
+    /// Never log from this thread directly (see `log.rs`).
+    pub(super) log: Option<LogRelay>,
     /// Our process id, taken when the thread starts.
     pub(super) pid: u32,
 }
 
 impl Worker {
+    /// Logs through the relay (see `log.rs`), never on this thread.
+    pub(super) fn log_line(&self, level: Level, line: impl FnOnce() -> String) {
+        if let Some(log) = &self.log {
+            log.send(level, &self.shared.counters.log_dropped, line);
+        }
+    }
+
     pub fn run(mut self) {
         let why = self.serve();
         // Stop answering: whatever is left is allowed by the kernel once the group closes.
         self.shared.running.store(false, Ordering::SeqCst);
         if let Some(why) = why {
-            tracing::error!(reason = %why, "fanotify decision thread stopped");
+            let line = format!("fanotify decision thread stopped: {why}");
+            self.log_line(Level::Error, || line);
             let mut s = lock(&self.shared.stopped_because);
             if s.is_none() {
                 *s = Some(why);
@@ -112,7 +123,7 @@ impl Worker {
                     // EMFILE/ENFILE/ENOMEM: the kernel could not give us an fd for an event
                     // and denied that event itself. Keep serving the rest.
                     inc(&self.shared.counters.read_errors);
-                    tracing::warn!(error = %e, "fanotify read failed");
+                    self.log_line(Level::Warn, || format!("fanotify read failed: {e}"));
                     if e == Errno::EBADF || e == Errno::EINVAL {
                         return Err(format!("read: {e}"));
                     }
@@ -139,7 +150,9 @@ impl Worker {
             return None;
         }
         if let Err(e) = sys::flush_filesystem_marks(&self.group) {
-            tracing::warn!(error = %e, "fanotify: removing filesystem marks on shutdown");
+            self.log_line(Level::Warn, || {
+                format!("fanotify: removing filesystem marks on shutdown: {e}")
+            });
         }
         let deadline = Instant::now() + self.config.drain_timeout;
         while Instant::now() < deadline {
@@ -157,9 +170,9 @@ impl Worker {
         let Some(fd) = ev.fd.as_ref() else {
             if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
                 inc(&c.overflows);
-                tracing::warn!(
-                    "fanotify queue overflow: the kernel allowed events that did not fit"
-                );
+                self.log_line(Level::Warn, || {
+                    "fanotify queue overflow: the kernel allowed events that did not fit".into()
+                });
             }
             return;
         };
@@ -190,7 +203,7 @@ impl Worker {
             Err(Errno::ENOENT) => {}
             Err(e) => {
                 inc(&c.response_errors);
-                tracing::warn!(error = %e, "fanotify response failed");
+                self.log_line(Level::Warn, || format!("fanotify response failed: {e}"));
             }
         }
         if decided.allow {
