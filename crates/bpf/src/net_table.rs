@@ -87,7 +87,9 @@ impl NetTable {
             let flags = match r.meta.action {
                 Action::Block => abi::ENFORCE | tty(abi::DENY_TTY, abi::DENY),
                 Action::Allow => abi::ENFORCE | tty(abi::DENY_TTY, 0),
-                Action::Audit => tty(abi::AUDIT_TTY, abi::AUDIT),
+                Action::Audit | Action::AuditAllow | Action::AuditBlock => {
+                    tty(abi::AUDIT_TTY, abi::AUDIT)
+                }
             };
             let key = |source_id| NetKey {
                 cgroup_id,

@@ -39,6 +39,10 @@ struct Args {
     /// Write the per-command report as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Extra annotations (KEY=VALUE) on every workload, e.g. `kubearmor-policy=audited` to see
+    /// the suites' alerts in audited mode (the suites' expectations assume `enabled`).
+    #[arg(long)]
+    annotate: Vec<String>,
     /// Where kubearmor and kubearmor-hook are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -116,7 +120,13 @@ async fn main() -> Result<()> {
     for posture in postures {
         eprintln!("== posture {}", posture.as_str());
         lab.start_daemon(posture).await?;
-        for w in workloads() {
+        for mut w in workloads() {
+            for a in &args.annotate {
+                let (k, v) = a
+                    .split_once('=')
+                    .with_context(|| format!("--annotate {a}: expected KEY=VALUE"))?;
+                w.labels.push((k.to_string(), v.to_string()));
+            }
             tokio::task::block_in_place(|| lab.start_workload(&w))
                 .with_context(|| format!("starting {}", w.source))?;
         }

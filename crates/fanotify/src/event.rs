@@ -154,6 +154,8 @@ fn action_str(a: Action) -> &'static str {
         Action::Allow => values::action::ALLOW,
         Action::Audit => values::action::AUDIT,
         Action::Block => values::action::BLOCK,
+        Action::AuditAllow => values::action::AUDIT_ALLOW,
+        Action::AuditBlock => values::action::AUDIT_BLOCK,
     }
 }
 

@@ -113,7 +113,14 @@ impl RuleSet {
         resolver: &dyn PathResolver,
     ) -> Self {
         let selected = policies.into_iter().filter(|p| p.selects(subject, mode));
-        let mut set = Self::compile(selected, postures, resolver);
+        let mut set = match workload_mode(subject) {
+            WorkloadMode::Enabled => Self::compile(selected, postures, resolver),
+            WorkloadMode::Disabled => Self::compile([], postures, resolver),
+            WorkloadMode::Audited => {
+                let audited: Vec<Policy> = selected.map(audited_policy).collect();
+                Self::compile(&audited, postures, resolver)
+            }
+        };
         set.host = subject.is_host();
         set
     }
@@ -280,13 +287,62 @@ pub enum Family {
     Device,
 }
 
+/// A workload's `kubearmor-policy` annotation (a container label here), as upstream reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkloadMode {
+    Enabled,
+    Disabled,
+    Audited,
+}
+
+/// The annotation key that puts a workload in `enabled`, `disabled` or `audited` mode.
+pub const POLICY_MODE_LABEL: &str = "kubearmor-policy";
+
+fn workload_mode(subject: &Subject) -> WorkloadMode {
+    let Subject::Container(c) = subject else {
+        return WorkloadMode::Enabled;
+    };
+    match c
+        .labels
+        .get(POLICY_MODE_LABEL)
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        Some(v) if v == "disabled" => WorkloadMode::Disabled,
+        Some(v) if v == "audited" => WorkloadMode::Audited,
+        // Any other value is `enabled`, as upstream.
+        _ => WorkloadMode::Enabled,
+    }
+}
+
+/// The policy as an audited workload sees it: every Allow and Block rule only reports, as
+/// `Audit (Allow)` / `Audit (Block)`.
+fn audited_policy(p: &Policy) -> Policy {
+    let mut p = p.clone();
+    let audited = |m: &mut std::sync::Arc<RuleMeta>| {
+        if !m.action.is_audit() {
+            std::sync::Arc::make_mut(m).action = m.action.audited();
+        }
+    };
+    p.rules.paths.iter_mut().for_each(|r| audited(&mut r.meta));
+    p.rules
+        .protocols
+        .iter_mut()
+        .for_each(|r| audited(&mut r.meta));
+    p.rules.dns.iter_mut().for_each(|r| audited(&mut r.meta));
+    p.rules
+        .capabilities
+        .iter_mut()
+        .for_each(|r| audited(&mut r.meta));
+    p
+}
+
 fn next_id<T>(v: &[T]) -> u32 {
     // Bounded by MAX_RULES_PER_POLICY times the number of policies; u32 is ample.
     u32::try_from(v.len()).unwrap_or(u32::MAX)
 }
 
 fn table<I>(t: &mut Table<I>, action: Action) -> &mut I {
-    if action == Action::Audit {
+    if action.is_audit() {
         &mut t.audit
     } else {
         &mut t.enforce
@@ -300,8 +356,8 @@ fn is_allow(m: &RuleMeta) -> bool {
 /// Tie-break between rules of equal specificity: Block over Audit over Allow.
 pub(crate) fn priority(a: Action) -> u8 {
     match a {
-        Action::Block => 3,
+        Action::Block | Action::AuditBlock => 3,
         Action::Audit => 2,
-        Action::Allow => 1,
+        Action::Allow | Action::AuditAllow => 1,
     }
 }

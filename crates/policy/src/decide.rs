@@ -367,8 +367,8 @@ impl RuleSet {
                 Action::Block => {
                     Decision::alert(Verdict::Deny, Action::Block, Matched::Policy(&r.meta))
                 }
-                Action::Audit => {
-                    Decision::alert(Verdict::Allow, Action::Audit, Matched::Policy(&r.meta))
+                a @ (Action::Audit | Action::AuditAllow | Action::AuditBlock) => {
+                    Decision::alert(Verdict::Allow, a, Matched::Policy(&r.meta))
                 }
                 Action::Allow => Decision {
                     verdict: Verdict::Allow,
@@ -457,10 +457,12 @@ fn resolve<'a>(
     allow_list: bool,
     posture: Posture,
 ) -> Decision<'a> {
+    // An audit rule reports with its own action: `Audit`, or `Audit (Allow)` / `Audit (Block)`
+    // for the rules of a workload in audited mode.
     let audit_or = |fallback: Report<'a>| Decision {
         verdict: Verdict::Allow,
         report: audited.map_or(fallback, |m| Report::Alert {
-            action: Action::Audit,
+            action: m.action,
             matched: Matched::Policy(m),
         }),
     };
@@ -549,8 +551,12 @@ fn enforce_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> Outcome
 
 /// Whether an Audit rule whose path matched reports this request (KubeArmor's feeder test:
 /// readOnly reports only writes, ownerOnly only non-owners, pts: false only terminals).
-/// With both flags, everything but the owner reading is reported.
+/// With both flags, everything but the owner reading is reported. An audited Allow rule
+/// reports every access it covers (KubeArmor: "Allow rules: always matched").
 fn audit_path_rule(r: &PathRule, req: &PathRequest<'_>, exec: bool) -> bool {
+    if r.meta.action == Action::AuditAllow {
+        return true;
+    }
     let write = !exec && req.access == Access::Write;
     let flagged = match (r.read_only, r.owner_only) {
         (false, false) => true,

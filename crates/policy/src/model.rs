@@ -47,6 +47,11 @@ pub enum Action {
     Allow,
     Audit,
     Block,
+    /// An Allow rule of a workload in audited mode (`kubearmor-policy: audited`): reported,
+    /// never enforced. Never parsed from a policy.
+    AuditAllow,
+    /// A Block rule of a workload in audited mode: reported, never enforced.
+    AuditBlock,
 }
 
 impl Action {
@@ -55,6 +60,25 @@ impl Action {
             Action::Allow => "Allow",
             Action::Audit => "Audit",
             Action::Block => "Block",
+            Action::AuditAllow => "Audit (Allow)",
+            Action::AuditBlock => "Audit (Block)",
+        }
+    }
+
+    /// Whether a rule with this action only reports.
+    pub fn is_audit(self) -> bool {
+        matches!(
+            self,
+            Action::Audit | Action::AuditAllow | Action::AuditBlock
+        )
+    }
+
+    /// The action a rule of an audited workload reports with.
+    pub fn audited(self) -> Self {
+        match self {
+            Action::Allow => Action::AuditAllow,
+            Action::Block => Action::AuditBlock,
+            other => other,
         }
     }
 

@@ -1078,3 +1078,46 @@ fn two_in_expressions_on_namespaces_select_the_union() {
     assert!(!denied("nginx3"));
     assert!(!denied("other"));
 }
+
+#[test]
+fn audited_workloads_report_and_never_enforce() {
+    let block = "  action: Block\n  process:\n    matchPaths:\n    - path: /bin/sleep\n  network:\n    matchProtocols:\n    - protocol: raw\n";
+    let allow = "  action: Allow\n  file:\n    matchDirectories:\n    - dir: /credentials/\n      recursive: true\n";
+    let yaml = format!("{}\n---\n{}", ksp("block", block), ksp("allow", allow));
+    let with_mode = |mode: &str| {
+        container(
+            "ubuntu-1",
+            &[("container", "ubuntu-1"), ("kubearmor-policy", mode)],
+        )
+    };
+    let audited = set_for(&yaml, &with_mode("audited"), BLOCK);
+    let d = audited.decide_exec(&exec("/bin/sleep"));
+    assert!(!d.is_denied());
+    assert_eq!(alert_action(&d), Some(Action::AuditBlock));
+    assert_eq!(Action::AuditBlock.as_str(), "Audit (Block)");
+    assert_eq!(policy_name(&d).as_deref(), Some("block"));
+    let raw = SocketRequest {
+        family: 2,
+        sock_type: 3,
+        protocol: 1,
+        source: None,
+        tty: false,
+    };
+    let d = audited.decide_socket(&raw);
+    assert!(!d.is_denied());
+    assert_eq!(alert_action(&d), Some(Action::AuditBlock));
+    // An Allow rule reports what it covers; nothing falls to the posture.
+    let d = audited.decide_open(&open("/credentials/password", Access::Read));
+    assert_eq!(alert_action(&d), Some(Action::AuditAllow));
+    assert_eq!(Action::AuditAllow.as_str(), "Audit (Allow)");
+    let d = audited.decide_open(&open("/etc/hostname", Access::Read));
+    assert!(!d.is_denied());
+    assert_eq!(d.report, Report::Log);
+    assert!(!audited.allow_list(Family::File));
+
+    // disabled: no rules at all; any other value: enabled.
+    let disabled = set_for(&yaml, &with_mode("disabled"), BLOCK);
+    assert!(disabled.is_empty());
+    let enabled = set_for(&yaml, &with_mode("whatever"), BLOCK);
+    assert!(enabled.decide_exec(&exec("/bin/sleep")).is_denied());
+}

@@ -392,7 +392,7 @@ impl<S: Sysfs> Engine<S> {
             Report::Alert { action, matched } => (
                 match action {
                     Action::Block => DeviceAction::Block,
-                    Action::Audit => DeviceAction::Audit,
+                    Action::Audit | Action::AuditAllow | Action::AuditBlock => DeviceAction::Audit,
                     Action::Allow => DeviceAction::Allow,
                 },
                 matched.into(),
