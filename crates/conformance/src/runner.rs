@@ -59,7 +59,19 @@ pub fn unsupported_reason(
     }
     if let Some(s) = status.filter(|s| *s != PolicyStatus::Applied && *s != PolicyStatus::Modified)
     {
-        return Some(format!("the daemon refused the policy ({s:?})"));
+        // The gRPC answer is a status code; the validator says why.
+        let why = policies
+            .iter()
+            .filter_map(|p| {
+                let text = serde_json::to_string(p).ok()?;
+                kubearmor_policy::parse_policies(&text, "policy").err()
+            })
+            .map(|e| e.to_string().lines().last().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Some(format!(
+            "the daemon refused the policy ({s:?}): {why} (docs/compatibility.md)"
+        ));
     }
     None
 }
