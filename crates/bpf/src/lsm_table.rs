@@ -107,7 +107,10 @@ impl LsmTable {
             let flags = match r.meta.action {
                 Action::Block => abi::ENFORCE | tty(abi::DENY_TTY, abi::DENY),
                 Action::Allow => abi::ENFORCE | tty(abi::DENY_TTY, 0),
-                Action::Audit => tty(abi::AUDIT_TTY, abi::AUDIT),
+                // An audited workload's Allow and Block rules only report.
+                Action::Audit | Action::AuditAllow | Action::AuditBlock => {
+                    tty(abi::AUDIT_TTY, abi::AUDIT)
+                }
             };
             for source_hash in source_hashes(r.source.as_deref(), resolver) {
                 let key = LsmKey {
@@ -125,7 +128,7 @@ impl LsmTable {
             let flags = match r.meta.action {
                 Action::Block => abi::ENFORCE | abi::DENY,
                 Action::Allow => abi::ENFORCE,
-                Action::Audit => abi::AUDIT,
+                Action::Audit | Action::AuditAllow | Action::AuditBlock => abi::AUDIT,
             };
             for source_hash in source_hashes(r.source.as_deref(), resolver) {
                 let key = LsmKey {
@@ -197,7 +200,8 @@ impl LsmTable {
         let mut val = LsmPathVal::default();
         for (bit, write, owner, tty) in shapes() {
             match r.meta.action {
-                Action::Audit => {
+                // An audited workload's Allow and Block rules only report.
+                Action::Audit | Action::AuditAllow | Action::AuditBlock => {
                     val.audit = 1;
                     if r.audits(write, owner, tty, exec) {
                         val.audit_mask |= 1 << bit;
