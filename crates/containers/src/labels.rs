@@ -4,20 +4,28 @@
 //!
 //! * labels: every OCI annotation (values up to [`MAX_ANNOTATION_LABEL_BYTES`]), the pod and
 //!   container labels CRI-O records in `io.kubernetes.cri-o.Labels`, upstream's `k=v,...`
-//!   label string, then our full label map; plus `kubearmor.io/container.name=<name>` unless
-//!   already present;
+//!   label string, then our full label map, **except keys under `kubearmor.io/`**, which are
+//!   the daemon's own; then `kubearmor.io/container.name=<name>`, always the derived name;
 //! * name: the message's `containerName`, else `io.kubernetes.cri.container-name` (containerd),
 //!   `io.kubernetes.container.name` (CRI-O, kubelet), `nerdctl/name`, else the container id;
-//! * namespace: label `kubearmor.io/namespace`, else `io.kubernetes.pod.namespace` /
-//!   `io.kubernetes.cri.sandbox-namespace`, else the message's `namespaceName`, else
-//!   `container_namespace`.
+//! * namespace: `io.kubernetes.pod.namespace` / `io.kubernetes.cri.sandbox-namespace`, else
+//!   the message's `namespaceName`, else `container_namespace`.
+//!
+//! Identity (namespace, name, `kubearmor.io/*` labels) comes only from fields the runtime
+//! writes, never from what a workload controls: annotations and pod labels are copied as
+//! ordinary labels (policies select on them, as upstream), but a `kubearmor.io/namespace` or
+//! `kubearmor.io/container.name` among them is dropped, so a pod cannot pick another
+//! namespace's or another container's policies. The runtime fields trusted per delivery path
+//! are listed in docs/oci-hooks.md.
 
 use std::collections::BTreeMap;
 
 /// The label a non-Kubernetes policy uses to select containers by name.
 pub const CONTAINER_NAME_LABEL: &str = "kubearmor.io/container.name";
-/// The label that overrides a container's namespace.
+/// A label a workload might set to claim a namespace; never read from untrusted input.
 pub const NAMESPACE_LABEL: &str = "kubearmor.io/namespace";
+/// Label keys under this prefix are the daemon's: dropped from annotations and pod labels.
+pub const RESERVED_PREFIX: &str = "kubearmor.io/";
 /// The namespace of every non-Kubernetes container.
 pub const DEFAULT_NAMESPACE: &str = "container_namespace";
 /// Annotation values longer than this are not copied into labels (they are kept as annotations).
@@ -101,19 +109,14 @@ pub fn derive(input: &LabelInput<'_>) -> Derived {
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
     }
+    labels.retain(|k, _| !k.starts_with(RESERVED_PREFIX));
 
     let name = non_empty(input.name)
         .or_else(|| first(NAME_ANNOTATIONS))
         .unwrap_or_else(|| input.container_id.to_string());
-    labels
-        .entry(CONTAINER_NAME_LABEL.to_string())
-        .or_insert_with(|| name.clone());
+    labels.insert(CONTAINER_NAME_LABEL.to_string(), name.clone());
 
-    let namespace = labels
-        .get(NAMESPACE_LABEL)
-        .filter(|v| !v.is_empty())
-        .cloned()
-        .or_else(|| first(NAMESPACE_ANNOTATIONS))
+    let namespace = first(NAMESPACE_ANNOTATIONS)
         .or_else(|| non_empty(input.namespace))
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     let endpoint = first(POD_ANNOTATIONS)
@@ -244,23 +247,48 @@ mod tests {
     }
 
     #[test]
-    fn explicit_labels_win() {
+    fn workload_labels_cannot_claim_identity() {
+        // a pod's annotations, its labels (CRI-O's JSON) and the hook's label fields all try
+        // to move the container to namespace `other` and to take another container's name
         let ann = map(&[
-            ("io.kubernetes.pod.namespace", "from-annotation"),
-            (CONTAINER_NAME_LABEL, "alias"),
+            (NAMESPACE_LABEL, "other"),
+            (CONTAINER_NAME_LABEL, "victim"),
+            (
+                CRIO_LABELS_ANNOTATION,
+                r#"{"kubearmor.io/namespace":"other","kubearmor.io/container.name":"victim","app":"web"}"#,
+            ),
         ]);
+        let extra = map(&[(NAMESPACE_LABEL, "other"), ("tier", "db")]);
         let d = derive(&LabelInput {
             container_id: "c3",
             name: "real-name",
-            labels: "kubearmor.io/namespace=mine,tier=db",
+            labels: "kubearmor.io/namespace=other,kubearmor.io/container.name=victim,zone=a",
+            labels_map: Some(&extra),
             annotations: Some(&ann),
             ..Default::default()
         });
         assert_eq!(d.name, "real-name");
-        // an existing kubearmor.io/container.name label is kept
-        assert_eq!(d.labels[CONTAINER_NAME_LABEL], "alias");
-        assert_eq!(d.namespace, "mine");
-        assert_eq!(d.labels["tier"], "db");
+        assert_eq!(d.namespace, DEFAULT_NAMESPACE);
+        assert_eq!(d.labels[CONTAINER_NAME_LABEL], "real-name");
+        assert!(!d.labels.contains_key(NAMESPACE_LABEL));
+        // ordinary labels still select, as upstream
+        assert_eq!(
+            (
+                d.labels["app"].as_str(),
+                d.labels["tier"].as_str(),
+                d.labels["zone"].as_str()
+            ),
+            ("web", "db", "a")
+        );
+        // the runtime's own fields do set the namespace
+        let ann = map(&[("io.kubernetes.cri.sandbox-namespace", "shop")]);
+        let d = derive(&LabelInput {
+            container_id: "c4",
+            namespace: "ignored",
+            annotations: Some(&ann),
+            ..Default::default()
+        });
+        assert_eq!(d.namespace, "shop");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! * [`registry`]: the containers, with lookups by cgroup id, container id, namespace pair and
 //!   pid, and a change subscription for the planes and the state agent.
 //! * [`server`]: the ka.sock server feeding the registry (readiness gate of §4.3–4.5).
+//! * [`verify`]: the proof a ka.sock message must carry (peer credentials, a live process in
+//!   the claimed cgroup, a stopped container for a delete).
 //! * [`rescan`]: running runc containers found at start-up.
 //! * [`hookpath`]: the CoCo `hookPath` file (§4.7).
 //! * [`oci`], [`procfs`], [`labels`]: what the hook and the rescan share: OCI state and
@@ -43,6 +45,7 @@ pub mod protocol;
 pub mod registry;
 pub mod rescan;
 pub mod server;
+pub mod verify;
 
 pub use protocol::{Container, HookRequest, Operation};
 pub use registry::{Change, ContainerRecord, Registry, RegistryError, Source, Subscription};

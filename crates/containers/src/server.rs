@@ -15,6 +15,10 @@
 //!   the registry, and the optional [`ChangeHandler`] has run (e.g. the daemon installed the
 //!   container's policies), *before* the hook gets `ok`. The runtime waits for the hook, so a
 //!   container is known before its first instruction.
+//! * Proof: every message is checked by [`verify::check`](crate::verify::check) (SO_PEERCRED
+//!   uid `trusted_uid`, not from inside a container, a create names a live process in the
+//!   claimed cgroup, a delete only once the container stopped); a refused message gets `err`,
+//!   changes nothing and goes to [`ChangeHandler::on_refused`] (the daemon raises an alert).
 //! * Readiness gate: see [`Readiness`]. Messages with `detached: true` are always processed; a
 //!   detached session opens the gate when its connection closes.
 
@@ -34,6 +38,7 @@ use tokio::task::JoinSet;
 
 use crate::protocol::{Decoder, HookRequest, Reply, MAX_MESSAGE_BYTES};
 use crate::registry::{Change, Registry, Source};
+use crate::verify::{self, Peer, Refusal};
 
 /// Upstream's socket path.
 pub const DEFAULT_SOCKET: &str = "/var/run/kubearmor/ka.sock";
@@ -63,6 +68,8 @@ pub struct ServerConfig {
     /// Mode of the socket directory when we create it (0750).
     pub dir_mode: u32,
     pub readiness: Readiness,
+    /// The only peer uid (SO_PEERCRED) allowed to speak for a runtime: root.
+    pub trusted_uid: u32,
     pub max_message_bytes: usize,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
@@ -79,6 +86,7 @@ impl Default for ServerConfig {
             socket_mode: 0o600,
             dir_mode: 0o750,
             readiness: Readiness::Open,
+            trusted_uid: 0,
             max_message_bytes: MAX_MESSAGE_BYTES,
             max_connections: 256,
             idle_timeout: Duration::from_secs(60),
@@ -122,6 +130,12 @@ pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// place to install a new container's policies so they are in force before it starts.
 pub trait ChangeHandler: Send + Sync + 'static {
     fn on_change<'a>(&'a self, change: &'a Change) -> HandlerFuture<'a>;
+
+    /// A message refused as unproven (a forged create or delete); it changed nothing.
+    fn on_refused<'a>(&'a self, refusal: &'a Refusal) -> HandlerFuture<'a> {
+        let _ = refusal;
+        Box::pin(async {})
+    }
 }
 
 /// The readiness gate, shared with the connection tasks.
@@ -417,7 +431,11 @@ impl Conn {
                 let (reply, fatal) = match msg {
                     Ok(req) => {
                         detached_session |= req.detached;
-                        (self.handle(req).await, false)
+                        let peer = Peer {
+                            pid: peer.and_then(|c| c.pid()),
+                            uid: peer.map(|c| c.uid()),
+                        };
+                        (self.handle(req, peer).await, false)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, peer_pid, peer_uid, "rejected ka.sock message");
@@ -439,7 +457,14 @@ impl Conn {
         }
     }
 
-    async fn handle(&self, req: HookRequest) -> Reply {
+    async fn handle(&self, req: HookRequest, peer: Peer) -> Reply {
+        if let Err(refusal) = verify::check(&self.registry, &req, peer, self.config.trusted_uid) {
+            tracing::warn!("{refusal}");
+            if let Some(h) = &self.handler {
+                h.on_refused(&refusal).await;
+            }
+            return Reply::Err;
+        }
         let source = if req.detached {
             Source::Detached
         } else if !self.gate.is_ready() {
@@ -489,6 +514,7 @@ mod tests {
             let server = HookServer::bind(
                 ServerConfig {
                     readiness,
+                    trusted_uid: nix_euid(),
                     shutdown_grace: Duration::from_millis(100),
                     ..ServerConfig::with_socket(&path)
                 },
@@ -580,8 +606,12 @@ mod tests {
         let mut s = UnixStream::connect(&h.path).await.unwrap();
         assert_eq!(send(&mut s, &create("c1", 10)).await, b"ok");
         assert_eq!(h.registry.by_cgroup_id(101).unwrap().id, "c1");
-        // same connection, next message
+        // same connection, next message: a delete while it runs is refused (a forgery), once
+        // it stopped it is accepted
         let del = HookRequest::delete("c1").to_bytes().unwrap();
+        assert_eq!(send(&mut s, &del).await, b"err");
+        assert_eq!(h.registry.len(), 1);
+        h.proc.kill(10);
         assert_eq!(send(&mut s, &del).await, b"ok");
         assert!(h.registry.is_empty());
         h.stop().await;

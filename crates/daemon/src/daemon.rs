@@ -101,6 +101,7 @@ pub async fn run(
             &config.hooks,
             &registry,
             &enforcer,
+            &pipeline,
             &shutdown_rx,
         )?);
     } else {
@@ -446,6 +447,7 @@ fn start_hooks(
     config: &config::HookConfig,
     registry: &Arc<kubearmor_containers::Registry>,
     enforcer: &Arc<Enforcer>,
+    pipeline: &Pipeline,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, DaemonError> {
     use kubearmor_containers::{hookpath::HookPathReader, rescan, server};
@@ -457,7 +459,10 @@ fn start_hooks(
         },
         registry.clone(),
     )?
-    .with_handler(Arc::new(RefreshOnHook(enforcer.clone())));
+    .with_handler(Arc::new(RefreshOnHook {
+        enforcer: enforcer.clone(),
+        pipeline: pipeline.clone(),
+    }));
     let report = rescan::rescan(
         registry,
         &rescan::RescanConfig {

@@ -680,3 +680,171 @@ async fn fifty_containers_started_in_parallel_are_all_registered() {
     })
     .await;
 }
+
+/// Policies a workload might try to reach by labelling itself: `other`'s namespace (a cluster
+/// policy on `namespace In [other]`) and the container named `victim`.
+const CLAIMED_POLICIES: &str = r#"apiVersion: security.kubearmor.com/v1
+kind: KubeArmorClusterPolicy
+metadata:
+  name: csp-other-namespace
+spec:
+  selector:
+    matchExpressions:
+    - key: namespace
+      operator: In
+      values: [other]
+  file:
+    matchPaths:
+    - path: /etc/shadow
+  action: Block
+---
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ksp-victim
+spec:
+  selector:
+    matchLabels:
+      kubearmor.io/container.name: victim
+  file:
+    matchPaths:
+    - path: /etc/shadow
+  action: Block
+---
+apiVersion: security.kubearmor.com/v1
+kind: KubeArmorPolicy
+metadata:
+  name: ksp-web
+spec:
+  selector:
+    matchLabels:
+      app: web
+  file:
+    matchPaths:
+    - path: /etc/passwd
+  action: Block
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_socket_needs_proof_and_labels_cannot_claim_identity() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    std::fs::write(env.dir.policies().join("claims.yaml"), CLAIMED_POLICIES).unwrap();
+    let events = env.path().join("events.jsonl");
+    let d = Daemon::start(
+        &env.dir,
+        Options::default()
+            .env("USEOCIHOOKS", "true")
+            .env("KASOCKET", env.socket.to_str().unwrap())
+            .env("RUNCSTATEDIRS", env.runc.root.to_str().unwrap())
+            .env("ENABLEKUBEARMORSTATEAGENT", "true")
+            .env("LOGPATH", events.to_str().unwrap()),
+    );
+    // Socket 0600 in a 0750 directory, both root's.
+    let m = std::fs::metadata(&env.socket).unwrap();
+    assert_eq!((m.uid(), m.permissions().mode() & 0o777), (0, 0o600));
+    let m = std::fs::metadata(env.socket.parent().unwrap()).unwrap();
+    assert_eq!((m.uid(), m.permissions().mode() & 0o777), (0, 0o750));
+
+    // A pod labelled and annotated to land in `other` and to pass for `victim`.
+    let id = kit::unique_id("claims");
+    let bundle = env.bundle(
+        &id,
+        "web",
+        &["/bin/sleep", "600"],
+        &env.hook(&[]),
+        &[
+            ("kubearmor.io/namespace", "other"),
+            ("kubearmor.io/container.name", "victim"),
+            (
+                "io.kubernetes.cri-o.Labels",
+                r#"{"kubearmor.io/namespace":"other","app":"web"}"#,
+            ),
+        ],
+    );
+    let _g = kit::ContainerGuard::new(&env.runc, &id);
+    assert!(
+        env.run_detached(&id, &bundle).status.success(),
+        "{}",
+        env.run_log(&id)
+    );
+    let pid = env.runc.pid(&id).unwrap();
+    let obj = state_container(&d, &id).await;
+    assert_identity(&obj, &id, "web", pid);
+    assert_eq!(obj["namespaceName"], "container_namespace", "{obj}");
+    assert!(
+        obj["labelsMap"].get("kubearmor.io/namespace").is_none(),
+        "{obj}"
+    );
+    let probe = d.probe().await;
+    assert_eq!(
+        probe.container_map["web"].policy_list,
+        ["ksp-web"],
+        "only the policy its ordinary label selects"
+    );
+
+    // An unprivileged user cannot reach the socket: its hook cannot connect, nothing changes.
+    let forged_stop = format!(
+        r#"{{"ociVersion":"1.0.2","id":"{id}","status":"stopped","pid":0,"bundle":"/nonexistent"}}"#
+    );
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&env.hook)
+        .args(["--kubearmor-socket", env.socket.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(forged_stop.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ermission denied"), "hook as uid 65534: {err}");
+    assert!(state_containers(&d).await.contains_key(&id));
+
+    // Root, but forged: a delete while the container runs, a create for another id on its
+    // process, a create on a host process claiming its cgroup.
+    let del = kubearmor_containers::HookRequest::delete(id.clone());
+    assert_eq!(exchange(&env.socket, &del.to_bytes().unwrap()), b"err");
+    let steal = kubearmor_containers::HookRequest::create(kubearmor_containers::Container {
+        container_id: "impostor".into(),
+        pid,
+        ..Default::default()
+    });
+    assert_eq!(exchange(&env.socket, &steal.to_bytes().unwrap()), b"err");
+    let host = kubearmor_containers::HookRequest::create(kubearmor_containers::Container {
+        container_id: "host-claim".into(),
+        pid: std::process::id(),
+        cgroup_path: kit::cgroup_path_of(pid),
+        ..Default::default()
+    });
+    assert_eq!(exchange(&env.socket, &host.to_bytes().unwrap()), b"err");
+    let now = state_containers(&d).await;
+    assert!(now.contains_key(&id), "the forged delete changed nothing");
+    assert!(!now.contains_key("impostor") && !now.contains_key("host-claim"));
+    // Each refusal is an alert naming what was tried.
+    let alerts = wait_for("three ContainerHook alerts", || async {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("\"ContainerHook\""))
+            .map(str::to_string)
+            .collect();
+        (lines.len() >= 3).then_some(lines)
+    })
+    .await;
+    assert!(alerts[0].contains("still running"), "{}", alerts[0]);
+    assert!(alerts[1].contains("already belongs"), "{}", alerts[1]);
+    assert!(alerts[2].contains("claims cgroup"), "{}", alerts[2]);
+
+    // The runtime's own poststop, once the container stopped, still removes it.
+    env.runc.kill_and_delete(&id);
+    wait_for("the container unregistered", || async {
+        (!state_containers(&d).await.contains_key(&id)).then_some(())
+    })
+    .await;
+}

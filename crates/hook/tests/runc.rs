@@ -477,8 +477,8 @@ fn malformed_messages_get_err_and_change_nothing() {
         assert_eq!(*now, *before, "{what}");
         assert_eq!(server.registry.len(), 1, "{what}");
     }
-    // a create claiming the victim's cgroup id for another id does not steal its identity:
-    // the claimed pid's /proc wins
+    // a create claiming the victim's cgroup id for another id (with a pid in another cgroup)
+    // is refused as a forgery and does not steal its identity
     let mut fake = kubearmor_containers::Container {
         container_id: "impostor".into(),
         pid: std::process::id(),
@@ -488,13 +488,13 @@ fn malformed_messages_get_err_and_change_nothing() {
     fake.labels_map.insert("app".into(), "impostor".into());
     assert_eq!(
         exchange(&socket, &HookRequest::create(fake).to_bytes().unwrap()),
-        b"ok"
+        b"err"
     );
     assert_eq!(
         server.registry.by_cgroup_id(before.cgroup_id).unwrap().id,
         id
     );
-    server.registry.remove("impostor");
+    assert!(server.registry.by_container_id("impostor").is_none());
 
     // the real delete still works
     runc.kill_and_delete(&id);

@@ -169,14 +169,55 @@ pub async fn follow_changes(
 
 /// Applies a hook's registration to the planes before the hook is answered, so a container's
 /// rules are in force before its first instruction.
-pub struct RefreshOnHook(pub Arc<Enforcer>);
+pub struct RefreshOnHook {
+    pub enforcer: Arc<Enforcer>,
+    /// Where refused (forged) hook messages are reported.
+    pub pipeline: crate::pipeline::Pipeline,
+}
+
+/// The `SystemEvent` alert for a refused ka.sock message: Operation `ContainerHook`, Resource
+/// the container id, Data what was tried, Result `Permission denied`, the peer's pid and uid.
+pub fn hook_refusal_alert(
+    r: &kubearmor_containers::verify::Refusal,
+) -> kubearmor_proto::feeder::Alert {
+    use kubearmor_containers::Operation;
+    kubearmor_proto::feeder::Alert {
+        r#type: kubearmor_proto::values::event_type::SYSTEM_EVENT.to_string(),
+        operation: "ContainerHook".to_string(),
+        resource: r.container_id.clone(),
+        data: format!(
+            "operation={} reason={}",
+            match r.operation {
+                Operation::Create => "create",
+                Operation::Delete => "delete",
+            },
+            r.reason
+        ),
+        action: "Block".to_string(),
+        result: kubearmor_proto::values::result::PERMISSION_DENIED.to_string(),
+        enforcer: "kubearmor-hook-socket".to_string(),
+        host_pid: r.peer.pid.unwrap_or(0),
+        uid: r.peer.uid.map_or(-1, |u| u as i32),
+        message: r.to_string(),
+        ..Default::default()
+    }
+}
 
 impl kubearmor_containers::server::ChangeHandler for RefreshOnHook {
+    fn on_refused<'a>(
+        &'a self,
+        refusal: &'a kubearmor_containers::verify::Refusal,
+    ) -> kubearmor_containers::server::HandlerFuture<'a> {
+        self.pipeline
+            .emit(crate::pipeline::Event::new(hook_refusal_alert(refusal)));
+        Box::pin(async {})
+    }
+
     fn on_change<'a>(
         &'a self,
         _change: &'a kubearmor_containers::Change,
     ) -> kubearmor_containers::server::HandlerFuture<'a> {
-        let e = self.0.clone();
+        let e = self.enforcer.clone();
         Box::pin(async move {
             let _ = tokio::task::spawn_blocking(move || e.refresh()).await;
         })
