@@ -177,8 +177,22 @@ async fn process_block_by_directory() {
         ),
         &[],
     );
-    assert!(Command::new(s.p("bin/true")).status().is_err());
-    assert!(Command::new(s.p("bin/blocked")).status().is_err());
+    assert_eq!(
+        Command::new(s.p("bin/true"))
+            .status()
+            .map_err(|e| e.raw_os_error())
+            .err(),
+        Some(Some(libc::EPERM)),
+        "exec of bin/true must fail with EPERM"
+    );
+    assert_eq!(
+        Command::new(s.p("bin/blocked"))
+            .status()
+            .map_err(|e| e.raw_os_error())
+            .err(),
+        Some(Some(libc::EPERM)),
+        "exec of bin/blocked must fail with EPERM"
+    );
     assert!(
         exec_ok(Path::new("/usr/bin/true")),
         "binaries elsewhere run"

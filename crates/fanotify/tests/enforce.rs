@@ -454,7 +454,19 @@ fn shutdown_drains_pending_events() {
     }
     let fs = TmpFs::new();
     let files: Vec<_> = (0..6).map(|i| fs.write(&format!("f{i}"), "x")).collect();
-    let fx = Fixture::with("drain", fs, unrelated_rule(), Config::default(), |b| {
+    // A Block rule: only a drained event is denied; one the plane left to the kernel at
+    // close would be allowed. (With an allow rule this test passed without any draining.)
+    let rules = host_rules(
+        &host_policy(
+            "drain",
+            &format!(
+                "  file:\n    matchDirectories:\n    - dir: {}/\n  action: Block\n",
+                fs.root.display()
+            ),
+        ),
+        AUDIT,
+    );
+    let fx = Fixture::with("drain", fs, rules, Config::default(), |b| {
         b.resolver(Arc::new(Slow))
     });
     let children: Vec<_> = files
@@ -470,11 +482,28 @@ fn shutdown_drains_pending_events() {
             .unwrap()
         })
         .collect();
-    // Let the opens queue up behind the slow resolver.
+    // Let every open queue up behind the slow resolver: each child has a thread blocked in
+    // open/openat (the permission event), and the plane has started on them.
     let t0 = Instant::now();
-    while fx.plane.stats().events == 0 && t0.elapsed() < LIMIT {
+    let blocked_in_open = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten().any(|t| {
+                    std::fs::read_to_string(t.path().join("syscall"))
+                        .is_ok_and(|s| s.starts_with("257 ") || s.starts_with("2 "))
+                })
+            })
+            .unwrap_or(false)
+    };
+    while !(fx.plane.stats().events > 0 && children.iter().all(|c| blocked_in_open(c.id())))
+        && t0.elapsed() < LIMIT
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
+    assert!(
+        children.iter().all(|c| blocked_in_open(c.id())),
+        "the opens never queued up"
+    );
     let t = Instant::now();
     let stats = fx.plane.shutdown();
     assert!(
@@ -483,9 +512,11 @@ fn shutdown_drains_pending_events() {
         t.elapsed()
     );
     assert!(!stats.running);
+    // Every queued open was decided by the rules (denied), none left to the kernel.
     for c in children {
         let ran = wait_child(c, LIMIT);
-        assert!(!ran.timed_out && ran.ok(), "{ran:?}");
+        assert!(!ran.timed_out, "{ran:?}");
+        assert_eq!(ran.code(), Some(100 + libc::EPERM), "{ran:?}");
     }
 }
 

@@ -190,8 +190,14 @@ fn registered_before_first_instruction_and_unregistered_at_poststop() {
         "registered {:.1} ms before the container's first command",
         started_ns.saturating_sub(registered_ns) as f64 / 1e6
     );
-    // the same process, now running the user command, is the container's init for runc
-    assert_eq!(comm(record.pid), "sleep");
+    // the same process, now running the user command, is the container's init for runc. The
+    // marker is written before the exec of `sleep`: wait for that exec (the comm is `sh` or
+    // runc's `exe` until then), then check it is this very process.
+    assert!(
+        kubearmor_testkit::wait_until(Duration::from_secs(10), || comm(record.pid) == "sleep"),
+        "the container's init never ran sleep: comm {:?}",
+        comm(record.pid)
+    );
     assert_eq!(runc.state(&id).unwrap()["pid"], record.pid);
     assert_eq!(registry.by_pid(record.pid).unwrap().unwrap().id, id);
 

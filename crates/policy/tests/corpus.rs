@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kubearmor_policy::{
-    parse_policies, Access, NoResolve, PathRequest, Policy, Postures, RuleSet, SocketRequest,
+    parse_policies, Access, Action, NoResolve, PathFamily, PathRequest, PathTarget, Policy,
+    Postures, Report, RuleSet, SocketRequest, Verdict,
 };
 
 /// Documented reasons for refusing an upstream policy: a label for the summary and a
@@ -281,8 +282,95 @@ fn every_corpus_policy_parses_or_is_rejected_for_a_documented_reason() {
     );
 }
 
+/// Each accepted policy, compiled alone, decides its own exact-path rules as their action says:
+/// a Block rule denies the path it names (with a Block alert), an Audit rule allows it with an
+/// Audit alert, an Allow rule allows it. Rules whose outcome depends on more than the path
+/// (readOnly, ownerOnly, pts, allowedArgs) are asked the question that makes them fire, or
+/// skipped when no plain request does.
+fn own_rules_decide_as_written(policies: &[Policy]) -> usize {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for p in policies {
+        let set = RuleSet::compile(std::slice::from_ref(p), Postures::default(), &NoResolve);
+        for r in set.path_rules() {
+            let PathTarget::Path(path) = &r.target else {
+                continue;
+            };
+            if r.owner_only || r.tty_only || r.allowed_args.is_some() {
+                continue;
+            }
+            // Two rules of one policy on the same path (say Allow and Block): skip, the
+            // precedence is tested elsewhere.
+            if set
+                .path_rules()
+                .iter()
+                .filter(|o| {
+                    matches!(&o.target, PathTarget::Path(q) if q == path) && o.family == r.family
+                })
+                .count()
+                > 1
+            {
+                continue;
+            }
+            let mut req = PathRequest::new(path);
+            req.source = r.source.as_deref();
+            req.access = Access::Write; // what a readOnly rule reports
+            req.uid = 4242; // not the owner
+            let d = match r.family {
+                PathFamily::Process => set.decide_exec(&req),
+                PathFamily::File => set.decide_open(&req),
+            };
+            let ok = match r.meta.action {
+                Action::Block => {
+                    d.verdict == Verdict::Deny
+                        && matches!(
+                            d.report,
+                            Report::Alert {
+                                action: Action::Block,
+                                ..
+                            }
+                        )
+                }
+                Action::Audit => {
+                    d.verdict == Verdict::Allow
+                        && matches!(
+                            d.report,
+                            Report::Alert {
+                                action: Action::Audit,
+                                ..
+                            }
+                        )
+                }
+                Action::Allow => d.verdict == Verdict::Allow,
+                // Never parsed from a policy (audited workloads only): nothing to check.
+                Action::AuditAllow | Action::AuditBlock => continue,
+            };
+            checked += 1;
+            if !ok {
+                failures.push(format!(
+                    "{}: {:?} rule on {path} ({:?}) decided {d:?}",
+                    p.name, r.meta.action, r.family
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} corpus rules decided against their action:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    checked
+}
+
 /// The accepted corpus compiled into one rule set still answers every kind of question.
 fn exercise(policies: &[Policy]) {
+    let checked = own_rules_decide_as_written(policies);
+    eprintln!("corpus: {checked} exact-path rules decided as written");
+    assert!(
+        checked >= 20,
+        "only {checked} exact-path rules in the corpus: the walk asserts too little"
+    );
     let set = RuleSet::compile(policies, Postures::default(), &NoResolve);
     assert!(!set.is_empty());
     let paths = [
