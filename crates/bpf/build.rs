@@ -5,7 +5,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["net", "openflags", "lsm"];
+const PROGRAMS: &[&str] = &["net", "openflags", "lsm", "execguard"];
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));

@@ -88,6 +88,16 @@ impl ExeKey {
     }
 }
 
+/// `struct ka_guard_event`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardEventRaw {
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub dev: u32,
+    pub comm: [u8; 16],
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenIntentRaw {
@@ -131,5 +141,6 @@ const _: () = assert!(std::mem::size_of::<NetSubject>() == 8);
 const _: () = assert!(std::mem::size_of::<NetEventRaw>() == 56);
 const _: () = assert!(std::mem::size_of::<OpenIntentRaw>() == 16);
 const _: () = assert!(std::mem::size_of::<ExeKey>() == 16);
+const _: () = assert!(std::mem::size_of::<GuardEventRaw>() == 32);
 const _: () = assert!(std::mem::offset_of!(ExeKey, dev) == 8);
 const _: () = assert!(std::mem::size_of::<PathKey>() == PATH_MAX);

@@ -169,6 +169,41 @@ impl RootedIdentity {
     }
 }
 
+/// The kernel device number (`MAJOR << 20 | MINOR`) of the filesystem holding `path` (any file
+/// type), as the BPF side reads `i_sb->s_dev`.
+pub fn kernel_dev_of(path: &Path, mounts: &MountDevs) -> Option<u32> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a valid C string; the fd is owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let stx = statx_any(&fd)?;
+    let (maj, min) = (stx.stx_mask & libc::STATX_MNT_ID != 0)
+        .then(|| mounts.0.get(&stx.stx_mnt_id).copied())
+        .flatten()
+        .unwrap_or((stx.stx_dev_major, stx.stx_dev_minor));
+    Some(ExeKey::new(maj, min, 0).dev)
+}
+
+fn statx_any(fd: &OwnedFd) -> Option<libc::statx> {
+    // SAFETY: zeroed statx is a valid out-buffer.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, empty path with AT_EMPTY_PATH, valid out-buffer.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_INO | libc::STATX_MNT_ID | libc::STATX_TYPE,
+            &mut stx,
+        )
+    };
+    (rc == 0).then_some(stx)
+}
+
 /// `statx` of a regular file (else `None`), with its mount id.
 fn statx_of(fd: &OwnedFd) -> Option<libc::statx> {
     // SAFETY: zeroed statx is a valid out-buffer.

@@ -7,6 +7,7 @@
 pub mod abi;
 mod error;
 pub mod exe_identity;
+pub mod execguard;
 pub mod lsm;
 pub mod lsm_abi;
 pub mod lsm_table;
@@ -17,6 +18,7 @@ mod pin;
 
 pub use error::BpfError;
 pub use exe_identity::{ExeIdentity, MountDevs, RootedIdentity};
+pub use execguard::{ExecGuard, GuardEvent};
 pub use lsm::{LsmEvent, LsmEvents, LsmPlane, LsmPlaneConfig};
 pub use lsm_table::LsmTable;
 pub use net::{NetEvent, NetEvents, NetPlane, NetPlaneConfig};
@@ -30,4 +32,6 @@ pub(crate) mod objects {
     pub static LSM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lsm.bpf.o"));
     pub static OPENFLAGS: &[u8] =
         aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/openflags.bpf.o"));
+    pub static EXECGUARD: &[u8] =
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/execguard.bpf.o"));
 }

@@ -47,7 +47,7 @@ pub use event::{channel, AccessMode, DiscardSink, EventSink, ExecKind, Hook, Out
 pub use intent::{flags_write, ExecCall, NoIntent, OpenIntent, ProcSyscallIntent, MAX_ARGS};
 pub use plane::{
     AbortHandle, CacheVeto, Config, Error, FailMode, MarkedFs, Plane, PlaneBuilder, Stats,
-    UnknownIntent,
+    UnknownIntent, DEFAULT_RUNTIME_BINARIES,
 };
 pub use probe::{probe, Feature, ProbeReport};
 pub use procfs::ProcError;

@@ -77,6 +77,15 @@ struct ka_net_event {
 	char comm[16];
 };
 
+/* An exec the exec guard killed: its file is on a filesystem the fanotify plane does not see. */
+struct ka_guard_event {
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 dev;
+	char comm[16];
+};
+_Static_assert(sizeof(struct ka_guard_event) == 32, "see GuardEventRaw in abi.rs");
+
 /* Open intent, keyed by thread id while the thread is inside an open syscall. */
 struct ka_open_intent {
 	__u64 cgroup_id;

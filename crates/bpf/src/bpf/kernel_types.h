@@ -35,6 +35,7 @@ struct task_struct {
 
 struct linux_binprm {
 	const char *filename;
+	struct file *file;
 } __attribute__((preserve_access_index));
 
 /* Raw record of the syscalls:sys_enter_* tracepoints. */

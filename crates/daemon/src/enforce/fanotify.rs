@@ -35,6 +35,11 @@ pub struct FanotifyPlane {
     down: Option<Outage>,
     /// Earliest time of the next restart attempt after a failed one.
     retry_at: Option<std::time::Instant>,
+    /// Kills execs from unmarked filesystems for subjects under a process allow-list with
+    /// block posture (`None` if it could not load: then listed as not covered).
+    guard: Option<Arc<std::sync::Mutex<kubearmor_bpf::ExecGuard>>>,
+    guard_reader: Option<JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Write intent from the BPF open-intent map (sys_enter_open* tracepoints, keyed by thread
@@ -86,6 +91,20 @@ impl FanotifyPlane {
             fallback: kubearmor_fanotify::ProcSyscallIntent::default(),
         });
         let (plane, forwarder) = launch(&config, &intent, &enforcer, &pipeline)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = load_guard();
+        let guard_reader = match &guard {
+            Some(g) => {
+                let (g, stop, pipeline) = (g.clone(), stop.clone(), pipeline.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name("exec-guard".into())
+                        .spawn(move || read_guard(&g, &stop, &pipeline))
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            None => None,
+        };
         Ok(Self {
             plane,
             forwarder: Some(forwarder),
@@ -96,7 +115,44 @@ impl FanotifyPlane {
             pipeline,
             down: None,
             retry_at: None,
+            guard,
+            guard_reader,
+            stop,
         })
+    }
+
+    /// Arms the exec guard for every subject whose process rules are an allow-list with block
+    /// posture: the filesystems it may run programs from are the marked ones.
+    fn sync_guard(&self, world: &World) {
+        let Some(guard) = &self.guard else {
+            return;
+        };
+        let guarded_set = |r: &RuleSet| {
+            r.allow_list(Family::Process) && r.postures().file == kubearmor_policy::Posture::Block
+        };
+        let mut guarded = std::collections::BTreeSet::new();
+        let mut unguarded = std::collections::BTreeSet::new();
+        if guarded_set(&world.host) {
+            guarded.insert(0);
+        }
+        for (cg, c) in &world.containers {
+            if guarded_set(&c.rules) {
+                guarded.insert(*cg);
+            } else {
+                unguarded.insert(*cg);
+            }
+        }
+        let mounts = kubearmor_bpf::MountDevs::read();
+        let devs = self
+            .marks
+            .values()
+            .filter_map(|p| kubearmor_bpf::execguard::kernel_dev_of(p, &mounts))
+            .collect();
+        if let Ok(mut g) = guard.lock() {
+            if let Err(e) = g.sync(&guarded, &unguarded, &devs) {
+                tracing::error!("fanotify exec guard not updated: {e}");
+            }
+        }
     }
 
     /// Closes the plane's group now (the kernel allows everything: fail-open), as the stall
@@ -277,7 +333,9 @@ fn add_filesystem(path: &Path, out: &mut BTreeMap<u64, PathBuf>) {
 /// open"). fanotify sees opens and execs only.
 pub const OPEN: &[&str] = &[
     "File: readOnly and Block do not cover truncate(2), unlink, rename, chmod/chown, link, mkdir and other path operations (not open events)",
-    "File, Process: opens and execs on filesystems that are not marked (filesystems of host paths under policy and of container root filesystems are) are not seen",
+    "File, Process: opens and execs on filesystems that are not marked are not seen (marked: the filesystems of host rule paths and of container root filesystems; not marked: other tmpfs such as /dev/shm or a container's /dev, volumes on other filesystems, FUSE, filesystems mounted later, in any mount namespace)",
+    "Process: under a process allow-list with block posture, an exec from an unmarked filesystem is killed (SIGKILL) by the exec guard instead of failing with EPERM, an allowed program there included",
+    "File: under a file allow-list, opens on unmarked filesystems are not denied",
     "Process: a script passed to its interpreter (sh script) is only opened for reading; its exec rules do not apply",
     "Process: a copy of a binary (cp, memfd_create + fexecve) is another file; path rules do not name it",
     "File, Process: directory and pattern rules match by path: a bind mount of a ruled directory gives its files unruled names (exact-path rules follow the file by identity)",
@@ -307,6 +365,10 @@ impl Plane for FanotifyPlane {
         tracing::info!(?stats, "fanotify plane stopped (pending events drained)");
         if let Some(f) = self.forwarder.take() {
             let _ = f.join();
+        }
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = self.guard_reader.take() {
+            let _ = r.join();
         }
     }
 }
@@ -359,6 +421,67 @@ impl FanotifyPlane {
         }
         if let Err(e) = self.plane.swap_rules(rules) {
             tracing::error!("fanotify: rules not swapped: {e}");
+        }
+        self.sync_guard(world);
+    }
+}
+
+/// The exec guard, with the container runtimes exempt; `None` (logged) if BPF cannot load it.
+fn load_guard() -> Option<Arc<std::sync::Mutex<kubearmor_bpf::ExecGuard>>> {
+    use kubearmor_bpf::ExeIdentity;
+    match kubearmor_bpf::ExecGuard::load() {
+        Ok(mut g) => {
+            let root = kubearmor_bpf::RootedIdentity::new(Path::new("/"), Default::default());
+            let runtimes: Vec<_> = kubearmor_fanotify::DEFAULT_RUNTIME_BINARIES
+                .iter()
+                .filter_map(|p| root.identify(p))
+                .collect();
+            if let Err(e) = g.allow_runtimes(&runtimes) {
+                tracing::warn!("fanotify exec guard: {e}");
+            }
+            Some(Arc::new(std::sync::Mutex::new(g)))
+        }
+        Err(e) => {
+            tracing::warn!("fanotify exec guard unavailable ({e}): under a process allow-list, programs on filesystems that are not marked are NOT denied");
+            None
+        }
+    }
+}
+
+/// Reports the execs the guard killed.
+fn read_guard(
+    guard: &std::sync::Mutex<kubearmor_bpf::ExecGuard>,
+    stop: &std::sync::atomic::AtomicBool,
+    pipeline: &Pipeline,
+) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let batch = match guard.lock() {
+            Ok(mut g) => g.read(std::time::Duration::from_millis(200)),
+            Err(_) => return,
+        };
+        if batch.is_empty() {
+            // Let sync_guard take the lock between polls.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        for e in batch {
+            tracing::warn!(pid = e.pid, comm = %e.comm, dev = e.dev, "fanotify exec guard: killed a program run from a filesystem the plane does not see, under a process allow-list");
+            let a = Alert {
+                operation: "Process".into(),
+                resource: e.comm.clone(),
+                data: format!(
+                    "exec from an unmarked filesystem (dev {}:{})",
+                    e.dev >> 20,
+                    e.dev & 0xf_ffff
+                ),
+                result: super::alert::KILLED.into(),
+                enforcer: ENFORCER.into(),
+                action: "Block".into(),
+                host_pid: e.pid as i32,
+                r#type: event_type::MATCHED_POLICY.into(),
+                policy_name: "DefaultPosture".into(),
+                ..Default::default()
+            };
+            pipeline.emit(Event::new(a));
         }
     }
 }
