@@ -67,8 +67,15 @@ impl LsmTable {
         Self::default()
     }
 
+    /// Adds a container's rules. Unlike [`LsmTable::add_subject`], a container without rules
+    /// still gets an entry, so the kernel does not fall back to the host's rules for it.
+    pub fn add_container(&mut self, cgroup_id: u64, set: &RuleSet, resolver: &dyn PathResolver) {
+        self.add_subject(cgroup_id, set, resolver);
+        self.subjects.entry(cgroup_id).or_default();
+    }
+
     /// Adds the rules of `set` for the subject with cgroup id `cgroup_id` (0 for the host).
-    /// A subject without rules is left out: the kernel then allows it everything.
+    /// A subject without rules is left out: the kernel then treats its tasks as the host's.
     pub fn add_subject(&mut self, cgroup_id: u64, set: &RuleSet, resolver: &dyn PathResolver) {
         let has = |f| set.has_rules(f);
         if !(has(Family::Process)

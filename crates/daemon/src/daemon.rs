@@ -331,16 +331,6 @@ fn start_planes(
 ) -> Vec<(&'static str, String)> {
     let mut reasons = vec![
         (
-            "Capabilities",
-            format!(
-                "needs a BPF-LSM plane (the capable hook); this version has none{}",
-                match bpf_lsm_listed() {
-                    Some(true) | None => "",
-                    Some(false) => ", and bpf is not among this kernel's active LSMs",
-                }
-            ),
-        ),
-        (
             "DNS",
             "matchDNSQueries rules are decided by the policy engine but no plane in this version sees DNS queries"
                 .to_string(),
@@ -353,11 +343,44 @@ fn start_planes(
     ];
     let wanted = |name: &str| config.planes.iter().any(|p| p == name);
     for p in &config.planes {
-        if !["cgroup-bpf", "fanotify", "usb"].contains(&p.as_str()) {
-            tracing::warn!("planes: unknown plane {p:?} (cgroup-bpf, fanotify, usb) ignored");
+        if !["bpf-lsm", "cgroup-bpf", "fanotify", "usb"].contains(&p.as_str()) {
+            tracing::warn!(
+                "planes: unknown plane {p:?} (bpf-lsm, cgroup-bpf, fanotify, usb) ignored"
+            );
         }
     }
-    if !wanted("cgroup-bpf") {
+    // Kernel probing picks the plane per family: BPF-LSM where it loads (process, file,
+    // network protocols, capabilities); fanotify and cgroup-BPF otherwise.
+    let lsm_started = if !wanted("bpf-lsm") {
+        reasons.push((
+            "Capabilities",
+            "needs the bpf-lsm plane, which is not in the planes setting".to_string(),
+        ));
+        false
+    } else {
+        match enforce::lsm::BpfLsmPlane::start(
+            &config.bpf_fs_path,
+            Arc::downgrade(enforcer),
+            pipeline.clone(),
+        ) {
+            Ok(p) => {
+                tracing::info!("BPF-LSM plane started: it enforces Process, File, Network and Capabilities rules; fanotify and cgroup-BPF are not started");
+                enforcer.add(Box::new(p));
+                true
+            }
+            Err(e) => {
+                tracing::info!("BPF-LSM plane not available ({e}); using fanotify and cgroup-BPF");
+                reasons.push((
+                    "Capabilities",
+                    format!("needs a BPF-LSM plane (the capable hook), which did not load: {e}"),
+                ));
+                false
+            }
+        }
+    };
+    if lsm_started {
+        // Network is covered by the BPF-LSM plane.
+    } else if !wanted("cgroup-bpf") {
         reasons.push((
             "Network",
             "the cgroup-bpf plane is not in the planes setting".to_string(),
@@ -378,7 +401,9 @@ fn start_planes(
             }
         }
     }
-    if !wanted("fanotify") {
+    if lsm_started {
+        // Process and File are covered by the BPF-LSM plane.
+    } else if !wanted("fanotify") {
         reasons.push((
             "Process",
             "the fanotify plane is not in the planes setting".to_string(),
@@ -433,13 +458,6 @@ fn start_planes(
         ));
     }
     reasons
-}
-
-/// Whether `bpf` is among the kernel's active LSMs; `None` when securityfs is not readable.
-fn bpf_lsm_listed() -> Option<bool> {
-    std::fs::read_to_string("/sys/kernel/security/lsm")
-        .ok()
-        .map(|l| l.trim().split(',').any(|m| m == "bpf"))
 }
 
 /// The ka.sock server (after a rescan of running runc containers) and the hookPath reader.

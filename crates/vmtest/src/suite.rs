@@ -14,6 +14,8 @@ pub struct Suite<'a> {
     pub timeout: Duration,
     /// Kernel modules the suite needs (with their dependencies).
     pub modules: &'a [&'a str],
+    /// More host executables, by guest path (e.g. the daemon at `bin/kubearmor`).
+    pub binaries: &'a [(&'a str, &'a Path)],
 }
 
 /// Boots `suite` on each kernel and returns each kernel's report.
@@ -29,6 +31,9 @@ pub fn run_suite(kernels: &[Kernel], suite: &Suite<'_>) -> Result<Vec<(Kernel, R
                     fs.binary("bin/vmtest-guest", suite.guest)?;
                     fs.binary("usr/sbin/runc", Path::new("/usr/sbin/runc"))?;
                     fs.modules(k, suite.modules)?;
+                    for (guest, host) in suite.binaries {
+                        fs.binary(guest, host)?;
+                    }
                     fs.init("PATH=/bin:/sbin:/usr/sbin /bin/vmtest-guest");
                     let img = dir.join(format!("initramfs-{}-{}.cpio", suite.name, k.series));
                     fs.write(&img)?;

@@ -72,6 +72,7 @@ fn bpf_lsm_plane_enforces_on_debian_kernels() {
         name: "lsm",
         timeout: Duration::from_secs(400),
         modules: &[],
+        binaries: &[],
     };
     for (k, report) in run_suite(&kernels, &suite).unwrap() {
         for op in ["open", "exec", "socket"] {

@@ -19,6 +19,7 @@ fn debian_kernels_boot_with_bpf_lsm() {
         name: "smoke",
         timeout: Duration::from_secs(240),
         modules: &[],
+        binaries: &[],
     };
     for (k, report) in run_suite(&kernels, &suite).unwrap() {
         report.assert_passed(&k.release, &["bpf_lsm_active", "btf_present", "runc_runs"]);

@@ -480,9 +480,9 @@ keys! {
     Planes => key(
         "planes",
         Kind::Text,
-        "cgroup-bpf,fanotify,usb",
+        "bpf-lsm,cgroup-bpf,fanotify,usb",
         Effect::Active,
-        "enforcement planes to start (cgroup-bpf, fanotify, usb), or none",
+        "enforcement planes to start (bpf-lsm, cgroup-bpf, fanotify, usb), or none; bpf-lsm, where it loads, replaces cgroup-bpf and fanotify",
     ),
     FanotifyFailMode => key(
         "fanotifyFailMode",

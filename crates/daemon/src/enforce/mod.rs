@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod fanotify;
+pub mod lsm;
 pub mod network;
 pub mod procinfo;
 pub mod rootfs;

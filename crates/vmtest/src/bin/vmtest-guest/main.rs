@@ -3,6 +3,7 @@
 //! protocol of `kubearmor_vmtest::report`. Exits 0 when every scenario passed.
 //! `vmtest-guest --noop` exits 0 at once (a dynamically linked program for exec tests).
 
+mod daemon;
 mod lsm;
 mod smoke;
 mod sys;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     match suite.as_str() {
         "smoke" => smoke::run(&mut t),
         "lsm" => lsm::run(&mut t),
+        "daemon" => daemon::run(&mut t),
         other => t.fail("suite", &format!("unknown suite {other}")),
     }
     if t.failed == 0 {
