@@ -99,6 +99,8 @@ impl Plane for BpfLsmPlane {
             enforcer: ENFORCER,
             families: vec!["Process", "File", "Network", "Capabilities"],
             open: OPEN.to_vec(),
+            // Pinned programs keep enforcing without the daemon; nothing here goes down.
+            down: None,
         }
     }
 
