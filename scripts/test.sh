@@ -21,6 +21,11 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# Tests build the daemon and the USB crate with their test-only hooks (a self dev-dependency
+# turns the `test-hooks` feature on); the release configuration, without them, must build too.
+echo "== cargo clippy (release configuration: no test hooks)"
+cargo clippy -p kubearmor-daemon -p kubearmor-usb --lib --bins --quiet -- -D warnings
+
 echo "== cargo test (unit, integration as root, bounded fuzz run: crates/policy/tests/fuzz_smoke.rs)"
 cargo test --workspace --no-fail-fast
 

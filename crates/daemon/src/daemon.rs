@@ -16,7 +16,6 @@ use crate::pipeline::{self, Pipeline, PipelineError, Stamp};
 use crate::probe;
 use crate::state::StateHub;
 use crate::store::{self, PolicyStore, Scope, StoreSettings};
-use crate::test_source;
 
 /// How long requests in flight get to finish at shutdown.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -50,6 +49,9 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let config = Arc::new(resolved.config.clone());
     log_config(&resolved, &location);
+    if config::TEST_HOOKS {
+        tracing::warn!("this is a TEST build: test hooks are compiled in (event injection, usbAcceptUserspaceUevents); never use it in production");
+    }
 
     let host = HostInfo::gather(&config.machine_id_path, &config.host);
 
@@ -206,7 +208,9 @@ pub async fn run(
         store.clone(),
         shutdown_rx.clone(),
     )));
+    #[cfg(feature = "test-hooks")]
     if let Some(path) = &config.test_event_socket {
+        use crate::test_source;
         let listener = test_source::bind(path).map_err(|source| DaemonError::TestSource {
             path: path.display().to_string(),
             source,

@@ -26,5 +26,6 @@ pub mod planes;
 pub mod probe;
 pub mod state;
 pub mod store;
+#[cfg(feature = "test-hooks")]
 pub mod test_source;
 pub mod throttle;

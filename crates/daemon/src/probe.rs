@@ -58,6 +58,8 @@ pub fn probe_file_json(config: &Config, host: &HostInfo, enforcement: &Enforceme
             .iter()
             .map(|(f, why)| json!({"Family": f, "Reason": why}))
             .collect::<Vec<_>>(),
+        // kubearmor-rs: a build with the test-only hooks (event injection, forgeable uevents).
+        "TestHooks": crate::config::TEST_HOOKS,
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }

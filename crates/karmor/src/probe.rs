@@ -155,6 +155,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// family, and which families nothing enforces on this kernel, with the reason.
 fn enforcement_text(h: &Value) -> String {
     let mut out = String::new();
+    if h.get("TestHooks").and_then(Value::as_bool) == Some(true) {
+        out.push_str(
+            "Test hooks : compiled in (a test build: events can be injected, USB uevents forged; never use it in production)\n",
+        );
+    }
     if let Some(planes) = h.get("EnforcementPlanes").and_then(Value::as_array) {
         out.push_str("Enforcement : \n");
         for p in planes {

@@ -45,7 +45,9 @@ pub struct HandlerConfig {
     pub state_file: Option<PathBuf>,
     /// Hold new devices unauthorized until decided whenever a rule can block.
     pub race_free: bool,
-    /// Accept uevents from userspace senders. Tests only: lets any root process forge events.
+    /// Accept uevents from userspace senders. Tests only (feature `test-hooks`): lets any
+    /// root process forge events.
+    #[cfg(feature = "test-hooks")]
     pub allow_userspace_senders: bool,
     /// Requested socket receive buffer in bytes.
     pub receive_buffer: usize,
@@ -60,6 +62,7 @@ impl Default for HandlerConfig {
             sysfs_root: PathBuf::from("/sys"),
             state_file: Some(PathBuf::from(DEFAULT_STATE_FILE)),
             race_free: true,
+            #[cfg(feature = "test-hooks")]
             allow_userspace_senders: false,
             receive_buffer: DEFAULT_RECEIVE_BUFFER,
         }
@@ -142,10 +145,14 @@ impl UsbHandler {
         sink: impl EventSink,
     ) -> Result<Self, UsbError> {
         // Open the socket first: a device plugged during the start-up scan is then seen too.
+        #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
         let mut socket = UeventSocket::open(config.receive_buffer).map_err(UsbError::Socket)?;
-        socket.allow_userspace(config.allow_userspace_senders);
-        if config.allow_userspace_senders {
-            tracing::warn!("USB handler: accepting uevents from userspace senders (test mode)");
+        #[cfg(feature = "test-hooks")]
+        {
+            socket.allow_userspace(config.allow_userspace_senders);
+            if config.allow_userspace_senders {
+                tracing::warn!("USB handler: accepting uevents from userspace senders (test mode)");
+            }
         }
         let receive_buffer = socket.receive_buffer;
         let wake = Arc::new(

@@ -80,6 +80,7 @@ impl UeventSocket {
 
     /// Accept messages from userspace senders too. For tests only: in production any root
     /// process could forge USB events.
+    #[cfg(feature = "test-hooks")]
     pub fn allow_userspace(&mut self, allow: bool) {
         self.allow_userspace = allow;
     }

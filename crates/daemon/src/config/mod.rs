@@ -50,6 +50,10 @@ pub const CONFIG_FILE_NAME: &str = "kubearmor.yaml";
 /// TEST ONLY: a Unix socket path on which the daemon accepts JSON-lines events and injects them
 /// into the event pipeline (see `test_source`). Never set this in production.
 pub const TEST_EVENT_SOCKET_ENV: &str = "KUBEARMOR_TEST_EVENT_SOCKET";
+/// Whether this build has the test-only hooks (`test-hooks` feature): the event-injection
+/// socket and `usbAcceptUserspaceUevents`. Release builds do not; setting either is then a
+/// configuration error.
+pub const TEST_HOOKS: bool = cfg!(feature = "test-hooks");
 /// Largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -484,7 +488,23 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from),
     };
-    let (problems, texts) = t.into_parts();
+    let (mut problems, texts) = t.into_parts();
+    if !TEST_HOOKS {
+        if let Some(v) = inputs
+            .env
+            .get(TEST_EVENT_SOCKET_ENV)
+            .filter(|v| !v.is_empty())
+        {
+            problems.push(Problem {
+                key: TEST_EVENT_SOCKET_ENV.to_string(),
+                value: v.clone(),
+                source: Source::Env(TEST_EVENT_SOCKET_ENV.to_string()),
+                reason: "this build has no test hooks (a test-only setting; build with the \
+                         test-hooks feature)"
+                    .to_string(),
+            });
+        }
+    }
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
@@ -608,7 +628,12 @@ fn lsm_words(t: &mut Typer<'_>) -> Vec<String> {
 fn usb_section(t: &mut Typer<'_>, warnings: &mut Vec<String>) -> UsbConfig {
     use Key as K;
     let accept_userspace_uevents = t.bool(K::UsbAcceptUserspaceUevents.spec());
-    if accept_userspace_uevents {
+    if accept_userspace_uevents && !TEST_HOOKS {
+        t.problem(
+            K::UsbAcceptUserspaceUevents.spec(),
+            "this build has no test hooks (a test-only setting; build with the test-hooks feature)",
+        );
+    } else if accept_userspace_uevents {
         warnings.push(
             "usbAcceptUserspaceUevents is true: TEST ONLY, the USB device handler accepts uevents \
              from userspace senders, so any root process can forge USB device events; never use \

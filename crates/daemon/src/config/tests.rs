@@ -521,3 +521,11 @@ fn example_config_names_every_key_and_resolves() {
     let r = run(Some(text), &[], &[]).unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
+
+#[test]
+fn test_hooks_are_in_test_builds() {
+    // `cargo test` builds the daemon with the test-hooks feature (a self dev-dependency);
+    // `cargo build --release` and scripts/install.sh do not. Without it, setting
+    // usbAcceptUserspaceUevents or KUBEARMOR_TEST_EVENT_SOCKET is a configuration error.
+    assert!(TEST_HOOKS);
+}

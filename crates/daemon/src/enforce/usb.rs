@@ -43,6 +43,7 @@ fn handler_config(config: &UsbConfig) -> HandlerConfig {
     HandlerConfig {
         sysfs_root: config.sysfs_root.clone(),
         state_file: config.state_file.clone(),
+        #[cfg(feature = "test-hooks")]
         allow_userspace_senders: config.accept_userspace_uevents,
         ..HandlerConfig::default()
     }
