@@ -527,5 +527,9 @@ fn test_hooks_are_in_test_builds() {
     // `cargo test` builds the daemon with the test-hooks feature (a self dev-dependency);
     // `cargo build --release` and scripts/install.sh do not. Without it, setting
     // usbAcceptUserspaceUevents or KUBEARMOR_TEST_EVENT_SOCKET is a configuration error.
-    assert!(TEST_HOOKS);
+    let r = run(Some("usbAcceptUserspaceUevents: true"), &[], &[]);
+    assert!(
+        r.is_ok_and(|r| r.config.usb.accept_userspace_uevents),
+        "a test build accepts the test-only key"
+    );
 }
