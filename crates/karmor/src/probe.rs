@@ -355,6 +355,16 @@ mod tests {
     }
 
     #[test]
+    fn a_test_build_is_named() {
+        let h: Value = serde_json::json!({"EnforcementPlanes": [], "TestHooks": true});
+        let text = render_text(Some(&h), &ProbeResponse::default());
+        assert!(text.contains("Test hooks : compiled in"), "{text}");
+        let h: Value = serde_json::json!({"EnforcementPlanes": [], "TestHooks": false});
+        let text = render_text(Some(&h), &ProbeResponse::default());
+        assert!(!text.contains("Test hooks"), "{text}");
+    }
+
+    #[test]
     fn containers_with_their_policies() {
         let m = armored_containers(&response());
         assert_eq!(m["wordpress-mysql"], ["ksp-a", "ksp-b"]);
