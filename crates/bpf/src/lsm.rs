@@ -159,6 +159,16 @@ impl LsmPlane {
                 object: "lsm.bpf.o",
                 source: Box::new(e),
             })?;
+        // A restarted loader under adopted self-protection must be able to re-pin its links in
+        // the protected pin folder: it joins the protected processes first (loading BPF is
+        // root-with-CAP_BPF's privilege anyway; see docs/bpf-lsm.md).
+        if let Some(m) = bpf.map_mut("ka_lsm_protect") {
+            if let Ok(mut protect) = HashMap::<_, u32, u32>::try_from(m) {
+                if protect.get(&0, 0).is_ok() {
+                    let _ = protect.insert(std::process::id(), 1, 0);
+                }
+            }
+        }
         for (name, hook) in PROGRAMS {
             let p: &mut Lsm = bpf
                 .program_mut(name)

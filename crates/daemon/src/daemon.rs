@@ -362,18 +362,44 @@ fn start_planes(
         ));
         false
     } else {
+        let protect = config.self_protection.then(|| {
+            let mut paths = vec![
+                config.policy_dir.display().to_string(),
+                config
+                    .bpf_fs_path
+                    .join("kubearmor-rs")
+                    .display()
+                    .to_string(),
+            ];
+            if let Ok(exe) = std::env::current_exe() {
+                paths.push(exe.display().to_string());
+            }
+            paths
+        });
         match enforce::lsm::BpfLsmPlane::start(
             &config.bpf_fs_path,
             Arc::downgrade(enforcer),
             pipeline.clone(),
+            protect.as_deref(),
         ) {
             Ok(p) => {
                 tracing::info!("BPF-LSM plane started: it enforces Process, File, Network and Capabilities rules; fanotify and cgroup-BPF are not started");
+                if let Some(paths) = &protect {
+                    tracing::info!(
+                        "self-protection on: no other process (root included) may signal or ptrace the daemon or write {}",
+                        paths.join(", ")
+                    );
+                }
                 enforcer.add(Box::new(p));
                 true
             }
             Err(e) => {
                 tracing::info!("BPF-LSM plane not available ({e}); using fanotify and cgroup-BPF");
+                if config.self_protection {
+                    tracing::warn!(
+                        "selfProtection is set but needs the bpf-lsm plane: NOT in effect"
+                    );
+                }
                 reasons.push((
                     "Capabilities",
                     format!("needs a BPF-LSM plane (the capable hook), which did not load: {e}"),

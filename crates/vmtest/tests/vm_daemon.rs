@@ -37,6 +37,10 @@ fn daemon_uses_bpf_lsm_in_the_pod_vm() {
                 "daemon_alert_names_policy_and_enforcer",
                 "daemon_killed_enforcement_continues",
                 "daemon_restart_adopts",
+                "self_protection_root_kill_refused",
+                "self_protection_daemon_alive",
+                "self_protection_policy_dir_write_refused",
+                "self_protection_kill_alerted",
             ],
         );
     }

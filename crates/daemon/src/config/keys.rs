@@ -477,6 +477,13 @@ keys! {
         Effect::Active,
         "refuse policy changes over gRPC (baked-in policies)",
     ),
+    SelfProtection => key(
+        "selfProtection",
+        Kind::Bool,
+        "false",
+        Effect::Active,
+        "with the bpf-lsm plane: only the daemon may signal or ptrace itself or write its binary, config, policy directory and pins (root included)",
+    ),
     Planes => key(
         "planes",
         Kind::Text,

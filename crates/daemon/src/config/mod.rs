@@ -251,6 +251,8 @@ pub struct Config {
     pub coverage_test: bool,
     pub policy_dir: PathBuf,
     pub immutable_policies: bool,
+    /// Self-protection through the bpf-lsm plane (no effect without it).
+    pub self_protection: bool,
     pub probe_data_path: Option<PathBuf>,
     pub metrics_port: u16,
     /// Enforcement planes to start, by name.
@@ -479,6 +481,7 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Resolved, ConfigError> {
         coverage_test: t.bool(K::CoverageTest.spec()),
         policy_dir: t.path(K::PolicyDir.spec()),
         immutable_policies: t.bool(K::ImmutablePolicies.spec()),
+        self_protection: t.bool(K::SelfProtection.spec()),
         probe_data_path: t.optional_path(K::ProbeDataPath.spec()),
         metrics_port: t.port(K::MetricsPort.spec()),
         planes,

@@ -40,11 +40,14 @@ pub struct BpfLsmPlane {
 
 impl BpfLsmPlane {
     /// Loads (or adopts) the programs under `<bpffs>/kubearmor-rs/lsm` and starts the event
-    /// reader. Fails with the reason where the kernel does not run BPF-LSM programs.
+    /// reader. Fails with the reason where the kernel does not run BPF-LSM programs. With
+    /// `protect`, self-protection is on: only this process may signal or ptrace itself or
+    /// write those paths (files, or directories and everything below them).
     pub fn start(
         bpffs: &Path,
         enforcer: Weak<Enforcer>,
         pipeline: Pipeline,
+        protect: Option<&[String]>,
     ) -> Result<Self, String> {
         kubearmor_bpf::lsm::probe()?;
         kubearmor_bpf::ensure_bpffs(bpffs).map_err(|e| e.to_string())?;
@@ -59,6 +62,13 @@ impl BpfLsmPlane {
                     .unwrap_or_default()
             )
         })?;
+        // Set (or cleared, when the key was turned off) before anything else runs.
+        let paths: Vec<&str> = protect.unwrap_or(&[]).iter().map(String::as_str).collect();
+        let me = [std::process::id()];
+        let pids: &[u32] = if protect.is_some() { &me } else { &[] };
+        plane
+            .protect(pids, &paths)
+            .map_err(|e| format!("self-protection: {e}"))?;
         let events = plane
             .take_events()
             .ok_or("event ring buffer already taken")?;
@@ -126,6 +136,8 @@ impl Plane for BpfLsmPlane {
     }
 
     fn stop(&mut self) {
+        // A clean stop lifts self-protection (a crash leaves it; the next start takes over).
+        let _ = self.plane.protect(&[], &[]);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
@@ -225,6 +237,8 @@ fn attribute(
             }
         }
     };
+    let self_protection = matches!(ev.hook, lsm_abi::HOOK_KILL | lsm_abi::HOOK_PTRACE)
+        || ev.reason == lsm_abi::REASON_SELF;
     let source = if info.cmdline.is_empty() {
         ev.comm.clone()
     } else {
@@ -244,4 +258,14 @@ fn attribute(
         container,
         &source,
     )
+    .map(|mut a| {
+        if self_protection {
+            // Not a policy: the daemon's own guard (selfProtection).
+            a.policy_name = SELF_PROTECTION.to_string();
+        }
+        a
+    })
 }
+
+/// `PolicyName` of alerts from self-protection.
+pub const SELF_PROTECTION: &str = "KubeArmorSelfProtection";

@@ -26,9 +26,10 @@ spec:
     - path: /opt/blocked
 ";
 
-fn start_daemon(log: &str) -> std::io::Result<Child> {
+fn start_daemon(log: &str, self_protection: bool) -> std::io::Result<Child> {
     let out = fs::File::create(log)?;
     Command::new("/bin/kubearmor")
+        .env("SELFPROTECTION", self_protection.to_string())
         .env("POLICYDIR", "/opt/kubearmor/policies")
         .env("LOGPATH", "/tmp/events.jsonl")
         .env("ENABLEKUBEARMORHOSTPOLICY", "true")
@@ -68,7 +69,7 @@ pub fn run(t: &mut Tally) {
         Ok(())
     })();
     t.check("fixtures", setup.map_err(|e| e.to_string()));
-    let mut daemon = match start_daemon("/tmp/daemon.log") {
+    let mut daemon = match start_daemon("/tmp/daemon.log", false) {
         Ok(c) => c,
         Err(e) => return t.fail("daemon_starts", &e.to_string()),
     };
@@ -143,7 +144,7 @@ pub fn run(t: &mut Tally) {
             EACCES,
         ),
     );
-    match start_daemon("/tmp/daemon2.log") {
+    match start_daemon("/tmp/daemon2.log", true) {
         Ok(mut d) => {
             std::thread::sleep(Duration::from_secs(3));
             let still = until(30, || {
@@ -163,8 +164,50 @@ pub fn run(t: &mut Tally) {
                     ))
                 },
             );
-            let _ = d.kill();
-            let _ = d.wait();
+            // selfProtection is on in this second daemon: root cannot kill it or write its
+            // policy directory, and the refusal is reported.
+            t.check(
+                "self_protection_root_kill_refused",
+                errno(
+                    "kill -9 of the daemon",
+                    crate::sys::check(unsafe { libc::kill(d.id() as i32, libc::SIGKILL) }),
+                    EACCES,
+                ),
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            t.check(
+                "self_protection_daemon_alive",
+                match d.try_wait() {
+                    Ok(None) => Ok(()),
+                    other => Err(format!("the daemon ended: {other:?}")),
+                },
+            );
+            t.check(
+                "self_protection_policy_dir_write_refused",
+                errno(
+                    "write into the policy directory",
+                    fs::write("/opt/kubearmor/policies/evil.yaml", "x"),
+                    EACCES,
+                ),
+            );
+            let alerted = until(20, || {
+                fs::read_to_string("/tmp/events.jsonl")
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| {
+                        l.contains("KubeArmorSelfProtection")
+                            && l.contains("task_kill")
+                            && l.contains("\"enforcer\":\"BPFLSM\"")
+                    })
+            });
+            t.check(
+                "self_protection_kill_alerted",
+                if alerted {
+                    Ok(())
+                } else {
+                    Err("no self-protection alert for task_kill".into())
+                },
+            );
         }
         Err(e) => t.fail("daemon_restart_adopts", &e.to_string()),
     }
